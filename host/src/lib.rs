@@ -1,0 +1,10 @@
+//! kmsync: keeps Kubernetes Secrets in step with Alibaba Cloud KMS Secrets Manager.
+//!
+//! Dependencies point one way (see `docs/development.md`):
+//!
+//! ```text
+//! value, api  <-  alibaba, kms, credentials, rules  <-  sync (pure)  <-  controller  <-  cli
+//!                 emulator (a stand-in for the cloud side, used by cli and tests)
+//! ```
+
+pub mod value;

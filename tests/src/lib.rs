@@ -1,0 +1,1 @@
+//! Placeholder: the fake kube-apiserver is built by the operator issue.
