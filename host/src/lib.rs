@@ -7,5 +7,6 @@
 //!                 emulator (a stand-in for the cloud side, used by cli and tests)
 //! ```
 
+pub mod cli;
 pub mod rules;
 pub mod value;
