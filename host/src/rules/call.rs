@@ -308,7 +308,7 @@ pub(crate) fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-fn guest_bytes<'a>(data: &'a [u8], ptr: i32, len: i32, cap: usize) -> Option<(&'a [u8], bool)> {
+fn guest_bytes(data: &[u8], ptr: i32, len: i32, cap: usize) -> Option<(&[u8], bool)> {
     let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
     let end = ptr.checked_add(len)?;
     if end > data.len() {
