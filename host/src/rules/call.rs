@@ -570,3 +570,36 @@ fn classify(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_budget_allows_a_burst_then_counts_what_it_suppresses() {
+        let budget = LogBudget::new(1);
+        for _ in 0..5 {
+            assert_eq!(budget.take(), Some(0));
+        }
+        assert_eq!(budget.take(), None);
+        assert_eq!(budget.take(), None);
+        // Simulate time passing: the next allowed line reports the two suppressed ones.
+        budget.state.lock().unwrap().1 -= Duration::from_secs(2);
+        assert_eq!(budget.take(), Some(2));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("héllo".into(), 2), "h…");
+        assert_eq!(truncate("abc".into(), 3), "abc");
+    }
+
+    #[test]
+    fn guest_buffers_outside_memory_are_refused() {
+        let mem = [1u8, 2, 3, 4];
+        assert_eq!(guest_bytes(&mem, 1, 2, 10), Some((&mem[1..3], false)));
+        assert_eq!(guest_bytes(&mem, 0, 4, 2), Some((&mem[0..2], true)));
+        assert_eq!(guest_bytes(&mem, 3, 2, 10), None);
+        assert_eq!(guest_bytes(&mem, -1, 2, 10), None);
+    }
+}

@@ -351,3 +351,18 @@ impl RuleModule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn modules_and_results_can_cross_threads() {
+        assert_send_sync::<RuleModule>();
+        assert_send_sync::<TransformResult>();
+        assert_send_sync::<CallError>();
+        assert_send_sync::<super::super::RuleEngine>();
+    }
+}
