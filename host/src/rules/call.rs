@@ -181,6 +181,9 @@ pub struct GuestLog {
 pub struct CallStats {
     /// Wall time of the call on its thread: Store, instantiation, hook, output copy.
     pub duration: Duration,
+    /// CPU time of the same span (the thread's own CPU clock; equal to `duration` minus
+    /// time the thread waited for a CPU). Zero where the platform has no thread clock.
+    pub cpu_time: Duration,
     /// Largest linear memory size reached, in bytes.
     pub peak_memory_bytes: u64,
     /// Size of the input document, in bytes.
@@ -405,6 +408,7 @@ pub(crate) fn run(
     input: &[u8],
 ) -> (Result<Zeroizing<Vec<u8>>, CallError>, CallStats) {
     let start = Instant::now();
+    let cpu_start = thread_cpu_time();
     let mut store = Store::new(
         &ctx.engine,
         CallState {
@@ -427,6 +431,7 @@ pub(crate) fn run(
     let state = store.into_data();
     let stats = CallStats {
         duration: start.elapsed(),
+        cpu_time: thread_cpu_time().saturating_sub(cpu_start),
         peak_memory_bytes: state.peak_memory,
         input_bytes: input.len() as u64,
         output_bytes: result.as_ref().map_or(0, |o| o.len() as u64),
@@ -435,6 +440,26 @@ pub(crate) fn run(
     };
     let result = result.map_err(|e| classify(ctx, e, state.memory_hit, state.panic));
     (result, stats)
+}
+
+/// CPU time consumed by the calling thread so far.
+#[cfg(unix)]
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID needs no other state.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(unix))]
+fn thread_cpu_time() -> Duration {
+    Duration::ZERO
 }
 
 /// A failure inside the store, classified after the store's state is known.

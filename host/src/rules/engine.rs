@@ -45,6 +45,11 @@ pub enum EngineError {
     },
 }
 
+/// Bytes of each pooled linear memory kept resident between calls (reset with `memset`, or
+/// only the dirty pages where Linux's `PAGEMAP_SCAN` is available) instead of being returned to
+/// the kernel: fresh instances then take no page faults on memory a previous call touched.
+const KEEP_RESIDENT: usize = 4 << 20;
+
 /// State shared by the engine and every module it loaded (modules keep it alive, so the
 /// ticker runs as long as any module can still be called).
 pub(crate) struct Shared {
@@ -120,7 +125,9 @@ impl RuleEngine {
             .max_tables_per_module(1)
             // The limiter enforces the cap with a typed error; the pool slot is one page
             // larger so growth past the cap reaches the limiter.
-            .max_memory_size((limits.memory_cap() + PAGE) as usize);
+            .max_memory_size((limits.memory_cap() + PAGE) as usize)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .epoch_interruption(true)
@@ -180,6 +187,28 @@ impl RuleEngine {
     pub async fn load(&self, wasm: &[u8]) -> Result<Arc<RuleModule>, LoadError> {
         load::check_header(wasm, &self.shared.limits)?;
         let digest: [u8; 32] = Sha256::digest(wasm).into();
+        self.load_digest(wasm, digest).await
+    }
+
+    /// The cached module (or cached load failure) whose wasm has this sha256, if any — e.g.
+    /// for rule bundles that name modules by digest. `None` when it was never loaded or has
+    /// been evicted; then call [`RuleEngine::load`] with the bytes.
+    pub fn get(&self, sha256: &[u8; 32]) -> Option<Result<Arc<RuleModule>, LoadError>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.clock += 1;
+        let now = cache.clock;
+        let entry = cache.entries.get_mut(sha256)?;
+        entry.last_used = now;
+        entry.slot.get().cloned()
+    }
+
+    /// `load` with a digest the caller vouches for (built-ins: computed once from the
+    /// embedded bytes).
+    async fn load_digest(
+        &self,
+        wasm: &[u8],
+        digest: [u8; 32],
+    ) -> Result<Arc<RuleModule>, LoadError> {
         let slot = self.slot(digest);
         let shared = self.shared.clone();
         let result = slot
@@ -202,16 +231,17 @@ impl RuleEngine {
     ///
     /// Errors: [`LoadError::UnknownBuiltin`].
     pub async fn builtin(&self, name: &str) -> Result<Arc<RuleModule>, LoadError> {
-        let wasm = builtin::wasm(name).ok_or_else(|| LoadError::UnknownBuiltin {
-            name: name.into(),
-            known: builtin::names().collect::<Vec<_>>().join(", "),
-        })?;
-        self.load(wasm).await
+        let (wasm, digest) =
+            builtin::wasm_and_digest(name).ok_or_else(|| LoadError::UnknownBuiltin {
+                name: name.into(),
+                known: builtin::names().collect::<Vec<_>>().join(", "),
+            })?;
+        self.load_digest(wasm, digest).await
     }
 
     /// Compiles every built-in rule (e.g. at startup, so the first sync does not wait).
     pub async fn preload_builtins(&self) -> Result<(), LoadError> {
-        let loads = BUILTINS.iter().map(|(_, wasm)| self.load(wasm));
+        let loads = BUILTINS.iter().map(|(name, _)| self.builtin(name));
         for r in futures::future::join_all(loads).await {
             r?;
         }
