@@ -401,6 +401,9 @@ async fn the_same_bytes_compile_once_and_failures_are_cached_too() {
     assert!(Arc::ptr_eq(&a, &engine.load(&bytes).await.unwrap()));
     assert_eq!(engine.cached_modules(), 1);
     assert_eq!(a.sha256_hex().len(), 64);
+    // Looked up by digest (rule bundles name modules by sha256): no bytes, no hashing.
+    assert!(Arc::ptr_eq(&a, &engine.get(&a.sha256()).unwrap().unwrap()));
+    assert!(engine.get(&[0; 32]).is_none());
 
     let wasi = fixture("wasi.wat");
     assert!(engine.load(&wasi).await.is_err());
@@ -555,4 +558,45 @@ async fn a_hook_the_module_lacks_is_a_typed_error() {
     );
     // validate_config is optional: a module without it accepts any config.
     ok.validate_config(&json!({"anything": 1})).await.unwrap();
+}
+
+#[test]
+fn the_engine_needs_a_runtime_and_consistent_limits() {
+    let err = RuleEngine::new(RuleLimits::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "RuleEngine::new must be called inside a tokio runtime"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let err = RuleEngine::new(RuleLimits {
+            max_concurrent_calls: 0,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid rule limits: max_concurrent_calls must be between 1 and 1024"
+        );
+    });
+}
+
+#[tokio::test]
+async fn a_current_thread_runtime_still_enforces_the_deadline() {
+    // The ticker shares the only runtime thread with the caller: guest calls run on blocking
+    // threads, so it keeps ticking.
+    let engine = engine(RuleLimits {
+        deadline: Duration::from_millis(30),
+        epoch_tick: Duration::from_millis(5),
+        ..Default::default()
+    });
+    let err = load(&engine, "loop.wat")
+        .await
+        .transform(&input(json!(null)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
 }

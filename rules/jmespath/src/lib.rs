@@ -27,21 +27,28 @@ struct PathEntry {
     object_alias: String,
 }
 
-/// A runtime with the standard JMESPath functions (built per call: every call is a fresh instance).
-fn runtime() -> jmespath::Runtime {
+/// A runtime for `paths` (built per call: every call is a fresh instance). The standard
+/// functions (`length(...)`, `join(...)`, ...) are registered only when some expression may
+/// call one — a call needs `(` — since registering them is a large part of a small call.
+fn runtime(paths: &[&str]) -> jmespath::Runtime {
     let mut runtime = jmespath::Runtime::new();
-    runtime.register_builtin_functions();
+    if paths.iter().any(|p| p.contains('(')) {
+        runtime.register_builtin_functions();
+    }
     runtime
 }
 
 type Compiled<'r> = Vec<(String, jmespath::Expression<'r>)>;
 
-fn parse_config(config: Value, runtime: &jmespath::Runtime) -> Result<Compiled<'_>, RuleError> {
-    let config: Config = serde_json::from_value(config).map_err(|e| {
+fn parse_config(config: Value) -> Result<Config, RuleError> {
+    serde_json::from_value(config).map_err(|e| {
         RuleError::invalid_config(format!(
             "expected {{\"jmesPath\": [{{\"path\", \"objectAlias\"}}, ...]}}: {e}"
         ))
-    })?;
+    })
+}
+
+fn compile(config: Config, runtime: &jmespath::Runtime) -> Result<Compiled<'_>, RuleError> {
     if config.jmes_path.is_empty() {
         return Err(RuleError::invalid_config("jmesPath is empty"));
     }
@@ -69,8 +76,15 @@ fn parse_config(config: Value, runtime: &jmespath::Runtime) -> Result<Compiled<'
 }
 
 fn transform(input: TransformInput) -> Result<TransformOutput, RuleError> {
-    let runtime = runtime();
-    let paths = parse_config(input.config, &runtime)?;
+    let config = parse_config(input.config)?;
+    let runtime = runtime(
+        &config
+            .jmes_path
+            .iter()
+            .map(|e| e.path.as_str())
+            .collect::<Vec<_>>(),
+    );
+    let paths = compile(config, &runtime)?;
     let secret = &input.secret;
     if secret.data_type != DataType::Text {
         return Err(RuleError::invalid_input(format!(
@@ -125,7 +139,15 @@ fn transform(input: TransformInput) -> Result<TransformOutput, RuleError> {
 }
 
 fn validate_config(config: Value) -> Result<(), RuleError> {
-    parse_config(config, &runtime()).map(|_| ())
+    let config = parse_config(config)?;
+    let runtime = runtime(
+        &config
+            .jmes_path
+            .iter()
+            .map(|e| e.path.as_str())
+            .collect::<Vec<_>>(),
+    );
+    compile(config, &runtime).map(|_| ())
 }
 
 rule! {
@@ -174,6 +196,17 @@ mod tests {
         assert_eq!(text(&out, "db"), r#"{"host":"h","port":5432}"#);
         assert_eq!(text(&out, "names"), r#"["bob","carol"]"#);
         assert_eq!(out.data.len(), 6);
+    }
+
+    #[test]
+    fn functions_work_when_an_expression_calls_one() {
+        let out = run(json!({"jmesPath": [
+            {"path": "length(friends)", "objectAlias": "count"},
+            {"path": "join(',', friends[*].name)", "objectAlias": "names"},
+        ]}))
+        .unwrap();
+        assert_eq!(text(&out, "count"), "2");
+        assert_eq!(text(&out, "names"), "bob,carol");
     }
 
     #[test]
