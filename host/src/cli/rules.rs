@@ -161,6 +161,17 @@ pub struct EnvelopeArgs {
 /// `kmsync rules bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Modules to measure instead of the built-ins (`builtin:NAME` or a path; repeat). A module
+    /// whose metadata name is a built-in's gets that built-in's inputs (e.g. to compare builds);
+    /// others need `--input` and `--hook`.
+    #[arg(long = "module")]
+    pub modules: Vec<String>,
+    /// Input envelope for `--module` modules (see `kmsync rules envelope`).
+    #[arg(long, requires = "hook")]
+    pub input: Option<PathBuf>,
+    /// Hook to call with `--input`.
+    #[arg(long, value_parser = parse_hook)]
+    pub hook: Option<Hook>,
     /// Calls measured per rule and size.
     #[arg(long, default_value_t = 2000)]
     pub iterations: u32,
@@ -441,6 +452,7 @@ fn sample_json(bytes: usize) -> String {
 }
 
 struct Timing {
+    min: f64,
     mean: f64,
     p50: f64,
     p90: f64,
@@ -451,6 +463,7 @@ fn summarize(mut samples: Vec<f64>) -> Timing {
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     Timing {
+        min: samples[0],
         mean: samples.iter().sum::<f64>() / samples.len() as f64,
         p50: at(0.5),
         p90: at(0.9),
@@ -462,6 +475,7 @@ enum BenchInput {
     Transform(TransformInput),
     Filter(FilterInput),
     Rotate(RotateInput),
+    Raw(Hook, Value),
 }
 
 fn bench_input(rule: &str, size: usize) -> anyhow::Result<BenchInput> {
@@ -512,8 +526,29 @@ async fn call_once(module: &RuleModule, input: &BenchInput) -> anyhow::Result<()
         BenchInput::Transform(i) => drop(module.transform(i).await?),
         BenchInput::Filter(i) => drop(module.filter(i).await?),
         BenchInput::Rotate(i) => drop(module.rotate(i).await?),
+        BenchInput::Raw(hook, doc) => drop(module.call_json(*hook, doc).await.result?),
     }
     Ok(())
+}
+
+impl BenchInput {
+    fn hook(&self) -> Hook {
+        match self {
+            BenchInput::Transform(_) => Hook::Transform,
+            BenchInput::Filter(_) => Hook::Filter,
+            BenchInput::Rotate(_) => Hook::Rotate,
+            BenchInput::Raw(h, _) => *h,
+        }
+    }
+
+    fn doc(&self) -> anyhow::Result<Value> {
+        Ok(match self {
+            BenchInput::Transform(i) => serde_json::to_value(i)?,
+            BenchInput::Filter(i) => serde_json::to_value(i)?,
+            BenchInput::Rotate(i) => serde_json::to_value(i)?,
+            BenchInput::Raw(_, doc) => doc.clone(),
+        })
+    }
 }
 
 /// The smallest ABI v1 module: every call's fixed cost (Store, instantiation, alloc, copy).
@@ -542,11 +577,28 @@ async fn bench(a: BenchArgs) -> anyhow::Result<i32> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let empty = wat::parse_str(EMPTY_RULE)?;
-    let mut modules: Vec<(String, Vec<u8>)> = builtin::names()
-        .map(|n| (n.to_owned(), builtin::wasm(n).unwrap_or_default().to_vec()))
-        .collect();
-    modules.push(("empty".into(), empty));
+    // (label, bytes, benchmark input name)
+    let mut modules: Vec<(String, Vec<u8>, String)> = Vec::new();
+    if a.modules.is_empty() {
+        for n in builtin::names() {
+            let wasm = builtin::wasm(n).unwrap_or_default().to_vec();
+            modules.push((n.to_owned(), wasm, n.to_owned()));
+        }
+        modules.push(("empty".into(), wat::parse_str(EMPTY_RULE)?, "empty".into()));
+    } else {
+        for spec in &a.modules {
+            let wasm = source_bytes(spec).with_context(|| format!("reading module {spec}"))?;
+            let name = read_metadata(&wasm)?.name;
+            let label = spec.rsplit('/').next().unwrap_or(spec).to_owned();
+            modules.push((label, wasm, name));
+        }
+    }
+    let custom_input = match (&a.input, a.hook) {
+        (Some(path), Some(hook)) => {
+            Some((hook, serde_json::from_slice::<Value>(&read_input(path)?)?))
+        }
+        _ => None,
+    };
 
     println!("\n## Load: cold compile (fresh engine) and cache hits");
     println!(
@@ -554,7 +606,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<i32> {
         "rule", "size", "cold compile", "load(bytes) hit", "builtin()/get() hit"
     );
     let engine = RuleEngine::new(RuleLimits::default())?;
-    for (name, wasm) in &modules {
+    for (name, wasm, _) in &modules {
         let cold_engine = RuleEngine::new(RuleLimits::default())?;
         let t = Instant::now();
         cold_engine.load(wasm).await?;
@@ -593,17 +645,20 @@ async fn bench(a: BenchArgs) -> anyhow::Result<i32> {
         "in-thread  = Store + instantiate + hook + copy on the blocking thread (p50, wall / CPU)"
     );
     println!(
-        "{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>20}",
-        "rule", "secret", "mean", "p50", "p90", "p99", "in-thread wall/cpu"
+        "{:<22} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>20}",
+        "rule", "secret", "min", "p50", "mean", "p90", "p99", "in-thread p50 wall/cpu"
     );
-    for (name, wasm) in &modules {
+    for (name, wasm, kind) in &modules {
         let module: Arc<RuleModule> = engine.load(wasm).await?;
-        let sizes: &[usize] = match name.as_str() {
-            "rotate-default" | "empty" => &[1024],
+        let sizes: &[usize] = match (kind.as_str(), &custom_input) {
+            (_, Some(_)) | ("rotate-default" | "empty", _) => &[1024],
             _ => &[1024, 30 * 1024],
         };
         for &size in sizes {
-            let input = bench_input(name, size)?;
+            let input = match &custom_input {
+                Some((hook, doc)) => BenchInput::Raw(*hook, doc.clone()),
+                None => bench_input(kind, size)?,
+            };
             for _ in 0..a.warmup {
                 call_once(&module, &input).await?;
             }
@@ -615,16 +670,8 @@ async fn bench(a: BenchArgs) -> anyhow::Result<i32> {
             }
             // In-thread time (Store + instantiate + hook + copy), without the hop to the
             // blocking pool: from the call's own stats.
-            let doc = match &input {
-                BenchInput::Transform(i) => serde_json::to_value(i)?,
-                BenchInput::Filter(i) => serde_json::to_value(i)?,
-                BenchInput::Rotate(i) => serde_json::to_value(i)?,
-            };
-            let hook = match &input {
-                BenchInput::Transform(_) => Hook::Transform,
-                BenchInput::Filter(_) => Hook::Filter,
-                BenchInput::Rotate(_) => Hook::Rotate,
-            };
+            let doc = input.doc()?;
+            let hook = input.hook();
             let (mut inner, mut cpu) = (Vec::new(), Vec::new());
             for _ in 0..a.iterations.min(500) {
                 let raw = module.call_json(hook, &doc).await;
@@ -635,14 +682,15 @@ async fn bench(a: BenchArgs) -> anyhow::Result<i32> {
             let t = summarize(samples);
             let inner = summarize(inner);
             let cpu = summarize(cpu);
-            let label = if matches!(hook, Hook::Rotate) || name == "empty" {
+            let label = if matches!(hook, Hook::Rotate) || kind == "empty" || custom_input.is_some()
+            {
                 "-".to_owned()
             } else {
                 format!("{} KiB", size / 1024)
             };
             println!(
-                "{:<22} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} / {:>7.1}",
-                name, label, t.mean, t.p50, t.p90, t.p99, inner.p50, cpu.p50
+                "{:<22} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>12.1} / {:>7.1}",
+                name, label, t.min, t.p50, t.mean, t.p90, t.p99, inner.p50, cpu.p50
             );
         }
     }
