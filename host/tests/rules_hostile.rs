@@ -491,12 +491,19 @@ async fn a_rust_guest_panic_reaches_the_caller_with_its_message_and_location() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_guest_is_stopped_by_each_limit() {
+    // A generous deadline for the calls that must succeed (a loaded CI machine is slow);
+    // the spinning call gets a short one.
     let engine = engine(RuleLimits {
+        deadline: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let rule = engine.load(&hostile_rust_rule()).await.unwrap();
+    let short = self::engine(RuleLimits {
         deadline: Duration::from_millis(50),
         epoch_tick: Duration::from_millis(5),
         ..Default::default()
     });
-    let rule = engine.load(&hostile_rust_rule()).await.unwrap();
+    let spinning = short.load(&hostile_rust_rule()).await.unwrap();
 
     let err = rule
         .transform(&input(json!({"allocate": 64u64 << 20})))
