@@ -517,7 +517,7 @@ async fn a_rust_guest_is_stopped_by_each_limit() {
         .unwrap();
     assert_eq!(out.data["allocated"].expose(), b"8388608");
 
-    let err = rule
+    let err = spinning
         .transform(&input(json!({"spin": true})))
         .await
         .unwrap_err();
