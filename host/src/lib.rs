@@ -7,4 +7,5 @@
 //!                 emulator (a stand-in for the cloud side, used by cli and tests)
 //! ```
 
+pub mod api;
 pub mod value;
