@@ -20,7 +20,9 @@ mod cluster_external_secret;
 mod common;
 mod duration;
 mod external_secret;
+mod manifest;
 mod secret_store;
+mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -29,7 +31,9 @@ pub use cluster_external_secret::*;
 pub use common::*;
 pub use duration::*;
 pub use external_secret::*;
+pub use manifest::*;
 pub use secret_store::*;
+pub use validate::*;
 
 /// API group of every kind.
 pub const GROUP: &str = "alibabacloud.com";
