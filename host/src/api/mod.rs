@@ -67,3 +67,6 @@ pub fn crds_yaml() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
