@@ -18,3 +18,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "CRD CEL rules (evaluated with cel-python, no API server needed)"
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check cel-python==0.5.0 pyyaml==6.0.4
+.venv/bin/python host/tests/crd-cel/check.py charts/kmsync/crds/kmsync-crds.yaml
