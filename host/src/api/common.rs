@@ -144,6 +144,49 @@ pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+impl Condition {
+    /// A `Ready` condition with every field set, as the controller writes it.
+    pub fn ready(
+        status: ConditionStatus,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+        observed_generation: Option<i64>,
+        now: Time,
+    ) -> Self {
+        Self {
+            type_: CONDITION_READY.to_owned(),
+            status,
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            observed_generation,
+            last_transition_time: Some(now),
+        }
+    }
+}
+
+/// Puts `new` into `conditions`, replacing the condition of the same type (or appending it).
+///
+/// Following the Kubernetes convention, `lastTransitionTime` says when the *status* last
+/// changed: when the old condition had the same status and a transition time, that time is
+/// kept. Returns true when anything visible changed (so the caller knows whether a status
+/// write is needed).
+pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) -> bool {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status && old.last_transition_time.is_some() {
+                new.last_transition_time = old.last_transition_time.clone();
+            }
+            let changed = *old != new;
+            *old = new;
+            changed
+        }
+        None => {
+            conditions.push(new);
+            true
+        }
+    }
+}
+
 /// Selects namespaces (ack-secret-manager v0.6 `ClusterSecretStoreCondition` /
 /// `ClusterExternalSecretCondition`). Within one condition every field that is set must match
 /// (ANDed); a list of conditions is ORed. A condition with no field set matches nothing.
@@ -344,6 +387,52 @@ mod tests {
         assert!(!label_selector_matches(&req("Exists", &[]), &none));
         assert!(label_selector_matches(&req("DoesNotExist", &[]), &none));
         assert!(label_selector_matches(&LabelSelector::default(), &none));
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn set_condition_keeps_the_transition_time_while_the_status_holds() {
+        let mut conds = Vec::new();
+        let first = Condition::ready(
+            ConditionStatus::False,
+            "FetchFailed",
+            "boom",
+            Some(1),
+            at(100),
+        );
+        assert!(set_condition(&mut conds, first.clone()));
+        // Same status, new message: the message changes, the transition time does not.
+        let again = Condition::ready(
+            ConditionStatus::False,
+            "FetchFailed",
+            "boom 2",
+            Some(2),
+            at(200),
+        );
+        assert!(set_condition(&mut conds, again));
+        assert_eq!(conds.len(), 1);
+        assert_eq!(conds[0].message.as_deref(), Some("boom 2"));
+        assert_eq!(conds[0].last_transition_time, Some(at(100)));
+        // Identical rewrite: nothing visible changes.
+        let same = Condition::ready(
+            ConditionStatus::False,
+            "FetchFailed",
+            "boom 2",
+            Some(2),
+            at(300),
+        );
+        assert!(!set_condition(&mut conds, same));
+        // A new status moves the transition time.
+        let ok = Condition::ready(ConditionStatus::True, "Synced", "ok", Some(2), at(400));
+        assert!(set_condition(&mut conds, ok));
+        assert_eq!(conds[0].last_transition_time, Some(at(400)));
+        assert_eq!(
+            find_condition(&conds, "Ready").unwrap().status,
+            ConditionStatus::True
+        );
     }
 
     #[test]

@@ -735,6 +735,33 @@ impl ExternalSecret {
     pub fn ready(&self) -> Option<&Condition> {
         self.status.as_ref().and_then(ExternalSecretStatus::ready)
     }
+
+    /// The value `status.syncedResourceVersion` takes when this object is synced now:
+    /// `<metadata.generation>-<first 16 hex digits of the SHA-256 of its labels and
+    /// annotations>`. It changes when the spec (generation), a label or an annotation
+    /// changes, and only then — which is what `refreshPolicy: OnChange` waits for.
+    pub fn resource_revision(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let meta = serde_json::json!({
+            "labels": self.metadata.labels,
+            "annotations": self.metadata.annotations,
+        });
+        let digest = Sha256::digest(meta.to_string().as_bytes());
+        format!(
+            "{}-{}",
+            self.metadata.generation.unwrap_or(0),
+            &hex::encode(digest)[..16]
+        )
+    }
+
+    /// True when the last successful sync was of this exact revision (see
+    /// [`ExternalSecret::resource_revision`]).
+    pub fn synced_current_revision(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.synced_resource_version.as_deref())
+            == Some(self.resource_revision().as_str())
+    }
 }
 
 #[cfg(test)]
@@ -911,6 +938,30 @@ mod tests {
         assert_eq!(rule.display_name(), "rules/r.wasm");
         rule.name = Some("mask".into());
         assert_eq!(rule.display_name(), "mask");
+    }
+
+    #[test]
+    fn resource_revision_follows_generation_labels_and_annotations_only() {
+        let mut es = ExternalSecret::new("app", spec());
+        es.metadata.generation = Some(3);
+        let base = es.resource_revision();
+        assert!(base.starts_with("3-"), "{base}");
+        assert_eq!(base.len(), "3-".len() + 16);
+        es.status = Some(ExternalSecretStatus {
+            synced_resource_version: Some(base.clone()),
+            refresh_time: None,
+            ..ExternalSecretStatus::default()
+        });
+        assert!(es.synced_current_revision());
+        // Status and resourceVersion churn do not change the revision.
+        es.metadata.resource_version = Some("999".into());
+        assert_eq!(es.resource_revision(), base);
+        es.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+        assert_ne!(es.resource_revision(), base);
+        assert!(!es.synced_current_revision());
+        es.metadata.labels = None;
+        es.metadata.generation = Some(4);
+        assert!(es.resource_revision().starts_with("4-"));
     }
 
     #[test]
