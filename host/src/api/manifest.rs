@@ -44,6 +44,28 @@ impl Manifest {
             Manifest::Other { kind, .. } => kind,
         }
     }
+
+    /// The object's `metadata.name`, if any.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Manifest::ExternalSecret(o) => o.metadata.name.as_deref(),
+            Manifest::SecretStore(o) => o.metadata.name.as_deref(),
+            Manifest::ClusterSecretStore(o) => o.metadata.name.as_deref(),
+            Manifest::ClusterExternalSecret(o) => o.metadata.name.as_deref(),
+            Manifest::Other { object, .. } => object["metadata"]["name"].as_str(),
+        }
+    }
+
+    /// The object's `metadata.namespace`, if any (never set on cluster-scoped kinds).
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Manifest::ExternalSecret(o) => o.metadata.namespace.as_deref(),
+            Manifest::SecretStore(o) => o.metadata.namespace.as_deref(),
+            Manifest::ClusterSecretStore(o) => o.metadata.namespace.as_deref(),
+            Manifest::ClusterExternalSecret(o) => o.metadata.namespace.as_deref(),
+            Manifest::Other { object, .. } => object["metadata"]["namespace"].as_str(),
+        }
+    }
 }
 
 /// Why a manifest stream could not be read. Document numbers count from 1 in the order the

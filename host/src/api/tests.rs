@@ -129,6 +129,15 @@ fn ack_v06_examples_round_trip() {
             "ServiceAccount"
         ])
     );
+    assert_eq!(
+        (ms[0].name(), ms[0].namespace()),
+        (Some("kms-store"), Some("production"))
+    );
+    assert_eq!(
+        (ms[11].kind(), ms[11].name()),
+        ("ServiceAccount", Some("kms-access-sa"))
+    );
+    assert_eq!(ms[11].namespace(), Some("production"));
     let Manifest::ClusterSecretStore(css) = &ms[4] else {
         panic!("expected a ClusterSecretStore, got {}", ms[4].kind())
     };
