@@ -150,7 +150,7 @@ pub struct CloudAuth {
     /// (`"1h"`), 900s–43200s; default 3600s (honoured by kmsync; ack ignored it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role_session_expiration: Option<String>,
-    /// Cross-account role assumed with the credentials obtained above,
+    /// Cross-account role assumed with the credentials the other fields produce,
     /// `acs:ram::<other-account>:role/<name>`.
     #[serde(rename = "remoteRamRoleARN", skip_serializing_if = "Option::is_none")]
     pub remote_ram_role_arn: Option<String>,
@@ -335,7 +335,11 @@ impl DedicatedKmsAuth {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyNamePolicy {
-    /// Glob patterns of allowed keys (see above). At least one.
+    /// Glob patterns of the remote keys a namespace may read (1–64). Each is matched against
+    /// the whole key: `*` matches any run of characters (including `/`), `?` exactly one, and
+    /// `{namespace}` is first replaced by the ExternalSecret's namespace. Example:
+    /// `["{namespace}/*", "shared-*"]` lets `team-a` read `team-a/db` and `shared-ca`, not
+    /// `team-b/db`.
     #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 512)))]
     pub allowed_keys: Vec<String>,
 }
