@@ -7,4 +7,6 @@
 //!                 emulator (a stand-in for the cloud side, used by cli and tests)
 //! ```
 
+pub mod alibaba;
+pub mod credentials;
 pub mod value;
