@@ -9,4 +9,5 @@
 
 pub mod alibaba;
 pub mod credentials;
+pub mod kms;
 pub mod value;
