@@ -9,5 +9,6 @@
 
 pub mod alibaba;
 pub mod credentials;
+pub mod emulator;
 pub mod kms;
 pub mod value;
