@@ -8,6 +8,7 @@
 //! ```
 
 pub mod alibaba;
+pub mod cli;
 pub mod credentials;
 pub mod emulator;
 pub mod kms;
