@@ -325,9 +325,6 @@ impl RpcClient {
                     .header("x-acs-version", request.version);
             }
         }
-        if attempt > 1 {
-            builder = builder.header("x-acs-retry-attempts", (attempt - 1).to_string());
-        }
         let builder = builder
             .header("accept", "application/json")
             .body(Vec::<u8>::new());
