@@ -18,3 +18,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "conformance: official Alibaba Cloud Python SDKs against kmsync emulator"
+cargo build -p kmsync --locked
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  # Debian splits venv/ensurepip into python3-venv.
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+  else
+    echo "python3 lacks venv/ensurepip; install python3-venv" >&2
+    exit 1
+  fi
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
+KMSYNC_BIN="$target_dir/debug/kmsync" .venv/bin/python -m pytest -q -p no:cacheprovider tests/conformance

@@ -211,6 +211,11 @@ async fn every_action_returns_the_seeded_data(signature: SignatureVersion) {
     assert_eq!(c.action("DescribeSecret"), 2);
     assert_eq!(c.action("ListSecretVersionIds"), 1);
     assert!(c.errors_by_code.is_empty(), "{:?}", c.errors_by_code);
+    assert_eq!(
+        c.authenticated_by_signature.get(signature.as_str()),
+        Some(&12)
+    );
+    assert_eq!(c.authenticated_by_signature.len(), 1);
 }
 
 #[tokio::test]

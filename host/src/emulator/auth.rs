@@ -248,6 +248,7 @@ fn authenticate_v1(
         call.param("SignatureNonce").unwrap_or_default(),
         now,
     )?;
+    lock(&state.counters).record_signature("v1");
     Ok(p.caller)
 }
 
@@ -341,5 +342,6 @@ fn authenticate_v3(
         call.header("x-acs-signature-nonce").unwrap_or_default(),
         now,
     )?;
+    lock(&state.counters).record_signature("v3");
     Ok(p.caller)
 }

@@ -22,6 +22,8 @@ pub struct CounterSnapshot {
     pub errors_by_code: BTreeMap<String, u64>,
     /// Faults injected (throttles, errors, drops, delays).
     pub faults_injected: u64,
+    /// Requests that passed authentication, per signature version (`v1`, `v3`).
+    pub authenticated_by_signature: BTreeMap<String, u64>,
 }
 
 impl CounterSnapshot {
@@ -52,6 +54,13 @@ impl CounterSnapshot {
                 .entry(name.to_owned())
                 .or_default() += 1;
         }
+    }
+
+    pub(crate) fn record_signature(&mut self, version: &str) {
+        *self
+            .authenticated_by_signature
+            .entry(version.to_owned())
+            .or_default() += 1;
     }
 
     pub(crate) fn record_error(&mut self, code: &str) {

@@ -204,7 +204,8 @@ impl EmulatorBuilder {
             ca_pem: tls.map(|t| t.ca_pem),
             state,
             shutdown: shutdown_tx,
-            tasks: vec![accept_task, service_task, admin_task],
+            accept_task,
+            serve_tasks: vec![service_task, admin_task],
         })
     }
 }
@@ -217,7 +218,8 @@ pub struct EmulatorHandle {
     ca_pem: Option<String>,
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    accept_task: JoinHandle<()>,
+    serve_tasks: Vec<JoinHandle<()>>,
 }
 
 impl EmulatorHandle {
@@ -254,7 +256,8 @@ impl EmulatorHandle {
     /// Stops both listeners, letting in-flight requests finish for up to 2 seconds.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for task in std::mem::take(&mut self.tasks) {
+        self.accept_task.abort();
+        for task in std::mem::take(&mut self.serve_tasks) {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), task)
                 .await
@@ -269,7 +272,8 @@ impl EmulatorHandle {
 impl Drop for EmulatorHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        for task in &self.tasks {
+        self.accept_task.abort();
+        for task in &self.serve_tasks {
             task.abort();
         }
     }
