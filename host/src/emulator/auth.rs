@@ -345,3 +345,281 @@ fn authenticate_v3(
     lock(&state.counters).record_signature("v3");
     Ok(p.caller)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::alibaba::sign::{SigningCredentials, sign_v1, sign_v3};
+    use crate::emulator::seed::Seed;
+
+    fn state() -> State {
+        let seed = Seed::default().with_access_key("ak", "sk");
+        State::from_seed(&seed).unwrap()
+    }
+
+    /// Encodes like Python's `urllib.parse.urlencode` (spaces as `+`), as the official SDK does.
+    fn urlencode_plus(pairs: &[(String, String)]) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .finish()
+    }
+
+    fn v1_call(params: &BTreeMap<String, String>, secret: &str, token: Option<&str>) -> RpcCall {
+        let secret = SecretString::from(secret);
+        let token = token.map(SecretString::from);
+        let creds = SigningCredentials {
+            access_key_id: "ak",
+            access_key_secret: &secret,
+            security_token: token.as_ref(),
+        };
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let signed = sign_v1(
+            "POST",
+            "ListSecrets",
+            "2016-01-20",
+            params,
+            creds,
+            Utc::now(),
+            &nonce,
+        );
+        let query = urlencode_plus(&signed);
+        RpcCall::parse(
+            Method::POST,
+            "/",
+            Some(&query),
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+    }
+
+    #[test]
+    fn v1_accepts_plus_encoded_spaces_and_literal_plus_signs() {
+        let st = state();
+        let mut params = BTreeMap::new();
+        params.insert(
+            "Filters".to_owned(),
+            r#"[{"Key": "SecretName", "Values": ["a+b c"]}]"#.to_owned(),
+        );
+        let call = v1_call(&params, "sk", None);
+        assert!(call.query.iter().any(|(_, v)| v.contains("a+b c")));
+        let caller = authenticate(&st, &call, Utc::now(), ExpiredTokenStyle::Kms).unwrap();
+        assert_eq!(
+            caller,
+            Caller::User {
+                access_key_id: "ak".into()
+            }
+        );
+    }
+
+    #[test]
+    fn v1_with_a_wrong_secret_reports_the_servers_string_to_sign() {
+        let st = state();
+        let call = v1_call(&BTreeMap::new(), "wrong", None);
+        let err = authenticate(&st, &call, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (400, "SignatureDoesNotMatch")
+        );
+        assert!(
+            err.message
+                .contains("server string to sign is:POST&%2F&AccessKeyId%3Dak")
+        );
+    }
+
+    #[test]
+    fn v1_missing_parameters_are_named() {
+        let st = state();
+        let call = RpcCall::parse(
+            Method::GET,
+            "/",
+            Some("Action=ListSecrets&Version=2016-01-20&Signature=x&AccessKeyId=ak"),
+            HeaderMap::new(),
+            Bytes::new(),
+        );
+        let err = authenticate(&st, &call, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "MissingSignatureMethod");
+    }
+
+    fn v3_call(mutate: impl FnOnce(&mut Vec<(String, String)>), body: &'static [u8]) -> RpcCall {
+        let secret = SecretString::from("sk");
+        let creds = SigningCredentials {
+            access_key_id: "ak",
+            access_key_secret: &secret,
+            security_token: None,
+        };
+        let query = vec![("SecretName".to_owned(), "a b".to_owned())];
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let mut headers = sign_v3(
+            "POST",
+            "127.0.0.1:1",
+            "GetSecretValue",
+            "2016-01-20",
+            &query,
+            b"",
+            creds,
+            Utc::now(),
+            &nonce,
+        );
+        mutate(&mut headers);
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+        RpcCall::parse(
+            Method::POST,
+            "/",
+            Some("SecretName=a+b"),
+            map,
+            Bytes::from_static(body),
+        )
+    }
+
+    #[test]
+    fn v3_requests_signed_by_the_client_are_accepted() {
+        let st = state();
+        let call = v3_call(|_| {}, b"");
+        assert!(authenticate(&st, &call, Utc::now(), ExpiredTokenStyle::Kms).is_ok());
+        // Replaying the very same request reuses its nonce.
+        let err = authenticate(&st, &call, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "SignatureNonceUsed");
+    }
+
+    #[test]
+    fn v3_unsigned_acs_headers_body_mismatch_and_bad_algorithms_are_refused() {
+        let st = state();
+        let extra = v3_call(|h| h.push(("x-acs-extra".into(), "1".into())), b"");
+        let err = authenticate(&st, &extra, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "IncompleteSignature");
+        assert!(
+            err.message.contains("x-acs-extra must be signed"),
+            "{}",
+            err.message
+        );
+
+        let body = v3_call(|_| {}, b"tampered");
+        let err = authenticate(&st, &body, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "SignatureDoesNotMatch");
+
+        let sm3 = v3_call(
+            |h| {
+                let auth = h.last_mut().unwrap();
+                auth.1 = auth.1.replace("ACS3-HMAC-SHA256", "ACS3-HMAC-SM3");
+            },
+            b"",
+        );
+        let err = authenticate(&st, &sm3, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "IncompleteSignature");
+
+        let tampered = v3_call(|h| h[1].1 = "ListSecrets".into(), b"");
+        let err = authenticate(&st, &tampered, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "SignatureDoesNotMatch");
+    }
+
+    #[test]
+    fn sts_tokens_must_match_and_be_unexpired() {
+        let st = state();
+        lock(&st.sessions).insert(
+            "STS.x".into(),
+            super::super::state::StsSession {
+                secret: "stssecret".into(),
+                token: "tok".into(),
+                expiration: Utc::now() + ChronoDuration::minutes(10),
+                role_arn: "acs:ram::1:role/r".into(),
+            },
+        );
+        let call_with = |token: Option<&str>| {
+            let secret = SecretString::from("stssecret");
+            let token = token.map(SecretString::from);
+            let creds = SigningCredentials {
+                access_key_id: "STS.x",
+                access_key_secret: &secret,
+                security_token: token.as_ref(),
+            };
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let signed = sign_v1(
+                "POST",
+                "ListSecrets",
+                "2016-01-20",
+                &BTreeMap::new(),
+                creds,
+                Utc::now(),
+                &nonce,
+            );
+            RpcCall::parse(
+                Method::POST,
+                "/",
+                Some(&urlencode_plus(&signed)),
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+        };
+        let ok = authenticate(
+            &st,
+            &call_with(Some("tok")),
+            Utc::now(),
+            ExpiredTokenStyle::Kms,
+        )
+        .unwrap();
+        assert!(matches!(ok, Caller::Role { .. }));
+        let err = authenticate(
+            &st,
+            &call_with(Some("other")),
+            Utc::now(),
+            ExpiredTokenStyle::Kms,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "InvalidSecurityToken.MismatchWithAccessKey");
+        let err =
+            authenticate(&st, &call_with(None), Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "InvalidSecurityToken.MismatchWithAccessKey");
+
+        st.expire_sts_sessions();
+        let err = authenticate(
+            &st,
+            &call_with(Some("tok")),
+            Utc::now(),
+            ExpiredTokenStyle::Kms,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (404, "InvalidAccessKeyId.NotFound")
+        );
+        let err = authenticate(
+            &st,
+            &call_with(Some("tok")),
+            Utc::now(),
+            ExpiredTokenStyle::Gateway,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (400, "InvalidSecurityToken.Expired")
+        );
+    }
+
+    #[test]
+    fn timestamps_must_be_well_formed_and_within_fifteen_minutes() {
+        let now = Utc::now();
+        assert!(check_timestamp(&crate::alibaba::sign::format_timestamp(now), now).is_ok());
+        let late = crate::alibaba::sign::format_timestamp(now - ChronoDuration::minutes(14));
+        assert!(check_timestamp(&late, now).is_ok());
+        let old = crate::alibaba::sign::format_timestamp(now - ChronoDuration::minutes(16));
+        assert_eq!(
+            check_timestamp(&old, now).unwrap_err().code,
+            "InvalidTimeStamp.Expired"
+        );
+        assert_eq!(
+            check_timestamp("yesterday", now).unwrap_err().code,
+            "InvalidTimeStamp.Format"
+        );
+    }
+}
