@@ -31,8 +31,8 @@ use super::faults::FaultRule;
 use super::seed::{SeedData, SeedSecret};
 use super::state::{AdminError, State, lock};
 
-/// Body of `POST /v1/secrets/{name}/versions`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Body of `POST /v1/secrets/{name}/versions`. `Debug` omits the value.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewVersion {
     /// New VersionId.
@@ -50,6 +50,16 @@ pub struct NewVersion {
     /// version to `ACSPrevious`).
     #[serde(default)]
     pub stages: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for NewVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewVersion")
+            .field("version_id", &self.version_id)
+            .field("value", &"<redacted>")
+            .field("stages", &self.stages)
+            .finish()
+    }
 }
 
 /// Body of `PUT /v1/faults`.

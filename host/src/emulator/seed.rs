@@ -121,8 +121,8 @@ impl Default for Seed {
     }
 }
 
-/// An AccessKey pair of a RAM user.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// An AccessKey pair of a RAM user. `Debug` omits the secret.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedAccessKey {
     /// AccessKeyId.
@@ -152,8 +152,8 @@ pub struct SeedRole {
 }
 
 /// The value of one version: exactly one of `text`, `json` (stored as its JSON text) or
-/// `binary_base64`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// `binary_base64`. `Debug` omits the value.
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedData {
     /// A text value.
@@ -175,6 +175,61 @@ impl SeedVersion {
             json: self.json.clone(),
             binary_base64: self.binary_base64.clone(),
         }
+    }
+}
+
+impl std::fmt::Debug for SeedAccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedAccessKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .field("assumable_roles", &self.assumable_roles)
+            .field("allowed_secrets", &self.allowed_secrets)
+            .finish()
+    }
+}
+
+fn value_kind(text: bool, json: bool, binary: bool) -> &'static str {
+    match (text, json, binary) {
+        (false, false, false) => "<none>",
+        (true, false, false) => "<redacted text>",
+        (false, true, false) => "<redacted json>",
+        (false, false, true) => "<redacted binary>",
+        _ => "<several values>",
+    }
+}
+
+impl std::fmt::Debug for SeedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(value_kind(
+            self.text.is_some(),
+            self.json.is_some(),
+            self.binary_base64.is_some(),
+        ))
+    }
+}
+
+impl std::fmt::Debug for SeedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedVersion")
+            .field("id", &self.id)
+            .field("value", &self.data())
+            .field("stages", &self.stages)
+            .field("create_time", &self.create_time)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SeedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedSecret")
+            .field("name", &self.name)
+            .field("secret_type", &self.secret_type)
+            .field("value", &self.data())
+            .field("version_id", &self.version_id)
+            .field("versions", &self.versions)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
     }
 }
 
@@ -221,8 +276,8 @@ impl SeedData {
     }
 }
 
-/// One version of a secret.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One version of a secret. `Debug` omits the value.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedVersion {
     /// VersionId.
@@ -266,8 +321,8 @@ fn enabled() -> String {
     "Enabled".to_owned()
 }
 
-/// A secret.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A secret. `Debug` omits values.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedSecret {
     /// SecretName.
@@ -630,6 +685,19 @@ secrets:
             Seed::from_yaml_str("secrets: [{name: a, txt: x}]"),
             Err(SeedError::Yaml { .. })
         ));
+    }
+
+    #[test]
+    fn seed_debug_output_never_contains_secrets_or_values() {
+        let seed = Seed::from_yaml_str(
+            "access_keys: [{id: ak, secret: key-marker}]\nsecrets:\n  - {name: a, text: value-marker}\n  - {name: b, versions: [{id: v1, json: {x: json-marker}}]}\n",
+        )
+        .unwrap();
+        let dbg = format!("{seed:?}");
+        for marker in ["key-marker", "value-marker", "json-marker"] {
+            assert!(!dbg.contains(marker), "{dbg}");
+        }
+        assert!(dbg.contains("<redacted text>"), "{dbg}");
     }
 
     #[test]
