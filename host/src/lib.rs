@@ -7,5 +7,10 @@
 //!                 emulator (a stand-in for the cloud side, used by cli and tests)
 //! ```
 
+pub mod alibaba;
 pub mod api;
+pub mod cli;
+pub mod credentials;
+pub mod emulator;
+pub mod kms;
 pub mod value;
