@@ -91,21 +91,30 @@ def test_lease_role_follows_the_leader_election_namespace_and_id(chart):
     assert not find(render(chart, {"replicaCount": 1, "leaderElection": {"enabled": False}}), "Role", "kmsync-leader-election")
 
 
-def test_watched_namespaces_get_role_bindings_and_nothing_cluster_wide(chart):
+def test_watched_namespaces_get_roles_and_nothing_cluster_scoped(chart):
     objects = render(chart, VALUE_SETS["watch-namespace"])
-    assert not find(objects, "ClusterRoleBinding")
-    (role,) = find(objects, "ClusterRole")
-    assert role["metadata"]["name"] == "kmsync"
-    # No ClusterExternalSecret in this mode: no create/delete of ExternalSecrets.
-    assert grants(role["rules"]) == NAMESPACED_COMMON
+    # Nothing cluster-scoped: a namespace admin can install this (with --skip-crds).
+    assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
+    roles = [r for r in find(objects, "Role") if r["metadata"]["name"] == "kmsync"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        # No ClusterExternalSecret in this mode: no create/delete of ExternalSecrets.
+        assert grants(role["rules"]) == NAMESPACED_COMMON
     bindings = [b for b in find(objects, "RoleBinding") if b["metadata"]["name"] == "kmsync"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         assert binding["subjects"] == [SA]
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kmsync"}
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kmsync"}
     # Lease and digest key stay in the release namespace.
     assert one(objects, "Role", "kmsync-leader-election")["metadata"]["namespace"] == NAMESPACE
     assert one(objects, "Role", "kmsync-digest-key")["metadata"]["namespace"] == NAMESPACE
+
+
+def test_watching_the_release_namespace_too(chart):
+    objects = render(chart, {"env": {"WATCH_NAMESPACE": NAMESPACE}})
+    names = sorted(r["metadata"]["name"] for r in find(objects, "Role"))
+    assert names == ["kmsync", "kmsync-digest-key", "kmsync-leader-election"]
+    assert {r["metadata"]["namespace"] for r in find(objects, "Role")} == {NAMESPACE}
 
 
 def test_service_account_tokens_only_when_enabled(chart):
@@ -114,7 +123,8 @@ def test_service_account_tokens_only_when_enabled(chart):
     enabled = grants(one(render(chart, VALUE_SETS["per-sa-token"]), "ClusterRole", "kmsync")["rules"])
     assert enabled == NAMESPACED_COMMON | CLUSTER_EXTERNAL_SECRET_WRITES | SERVICE_ACCOUNT_TOKEN
     scoped = render(chart, {**VALUE_SETS["watch-namespace"], **VALUE_SETS["per-sa-token"]})
-    assert grants(one(scoped, "ClusterRole", "kmsync")["rules"]) == NAMESPACED_COMMON | SERVICE_ACCOUNT_TOKEN
+    for role in find(scoped, "Role", "kmsync"):
+        assert grants(role["rules"]) == NAMESPACED_COMMON | SERVICE_ACCOUNT_TOKEN
 
 
 def test_no_wildcards_no_update_on_secrets_no_crd_or_rbac_access(chart):

@@ -203,6 +203,52 @@ the reference for each flag; tests/chart checks every flag rendered here is docu
 {{- end -}}
 
 {{/*
+RBAC rules on namespaced resources, shared by the cluster-wide ClusterRole and the per-namespace Roles
+(templates/rbac.yaml). docs/operations.md gives the reason for each.
+*/}}
+{{- define "kmsync.namespacedRules" -}}
+{{- $watch := fromJsonArray (include "kmsync.watchNamespaces" .) -}}
+# Target Secrets: cache the managed ones (label selector), read store credentials (get),
+# create/apply (server-side apply creates through patch and is also authorised as create),
+# delete for deletionPolicy Delete and immutable replacement. Never update (apply only).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# User rule modules, fetched by name and pinned by sha256: no list/watch needed.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+- apiGroups: ["alibabacloud.com"]
+  resources: ["externalsecrets", "secretstores"]
+  verbs: ["get", "list", "watch"]
+# ExternalSecrets: add and remove the finalizer (patch){{ if not $watch }}; ClusterExternalSecret
+# creates, applies and deletes the ExternalSecrets it stamps into namespaces{{ end }}.
+- apiGroups: ["alibabacloud.com"]
+  resources: ["externalsecrets"]
+  verbs: {{ if $watch }}["patch"]{{ else }}["create", "patch", "delete"]{{ end }}
+- apiGroups: ["alibabacloud.com"]
+  resources: ["externalsecrets/status", "secretstores/status"]
+  verbs: ["patch"]
+# Owner references with blockOwnerDeletion on the Secrets an ExternalSecret owns need this
+# where the OwnerReferencesPermissionEnforcement admission plugin is on.
+- apiGroups: ["alibabacloud.com"]
+  resources: ["externalsecrets/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- if .Values.command.enableServiceAccountToken }}
+# Per-ServiceAccount RRSA (serviceAccountRef): the role-ARN annotation, and a token.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+{{- end }}
+{{- end }}
+
+{{/*
 Checks across values that values.schema.json cannot express. Included by the Deployment.
 */}}
 {{- define "kmsync.validate" -}}
