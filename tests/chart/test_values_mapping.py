@@ -257,4 +257,7 @@ def test_notes_describe_scope_and_credentials(chart):
     text = notes(chart)
     assert "Watching the whole cluster." in text
     assert "none configured" in text
-    assert "kubectl apply --server-side -f charts/kmsync/crds/kmsync-crds.yaml" in text
+    assert "kubectl apply --server-side --force-conflicts -f charts/kmsync/crds/kmsync-crds.yaml" in text
+    assert "role from envVarsFromSecret." in notes(chart, VALUE_SETS["ack-rrsa-credentials"])
+    assert "role acs:ram::1234567890123456:role/kmsync-controller." in notes(chart, VALUE_SETS["rrsa"])
+    assert "no role set" in notes(chart, {"rrsa": {"enable": True}})
