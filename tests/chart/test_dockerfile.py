@@ -38,7 +38,9 @@ def test_two_stages_rust_builder_and_distroless_nonroot_runtime():
     builder, runtime = stages()
     assert re.fullmatch(r"rust:\$\{RUST_VERSION\}-bookworm AS builder", builder["from"])
     assert runtime["from"] == "gcr.io/distroless/cc-debian12:nonroot"
-    assert ("ARG", "RUST_VERSION=1.95") in instructions()
+    # The builder's toolchain is the workspace's minimum Rust version.
+    msrv = re.search(r'^rust-version = "([0-9.]+)"', (REPO / "Cargo.toml").read_text(), re.M)[1]
+    assert ("ARG", f"RUST_VERSION={msrv}") in instructions()
 
 
 def test_builder_adds_wasm32_and_builds_locked_release():
