@@ -22,7 +22,8 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-  -r tests/conformance/requirements.txt -r host/tests/crd-cel/requirements.txt
+  -r tests/conformance/requirements.txt -r host/tests/crd-cel/requirements.txt \
+  -r tests/chart/requirements.txt
 
 step "format"
 cargo fmt --all -- --check
@@ -36,8 +37,16 @@ cargo test --workspace --locked
 step "CRD CEL rules (evaluated with cel-python, no API server needed)"
 .venv/bin/python host/tests/crd-cel/check.py charts/kmsync/crds/kmsync-crds.yaml
 
-step "conformance: official Alibaba Cloud Python SDKs against kmsync emulator"
-cargo build -p kmsync --locked
+step "locate the kmsync binary built by cargo test"
+cargo build --workspace --locked
 target_dir="$(cargo metadata --format-version 1 --no-deps --locked \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-KMSYNC_BIN="$target_dir/debug/kmsync" .venv/bin/python -m pytest -q -p no:cacheprovider tests/conformance
+export KMSYNC_BIN="$target_dir/debug/kmsync"
+
+step "conformance: official Alibaba Cloud Python SDKs against kmsync emulator"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/conformance
+
+step "Helm chart: render, strict lint, values schema, Kubernetes 1.33 API schemas (tests/chart)"
+# The real Helm library (helm-python-sdk, no helm binary) and kubernetes-validate, in the same venv.
+# The flag-contract tests run `kmsync controller ... --help` from the debug build.
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/chart
