@@ -3,7 +3,8 @@
 //! Dependencies point one way (see `docs/development.md`):
 //!
 //! ```text
-//! value, api  <-  alibaba, kms, credentials, rules  <-  sync (pure)  <-  controller  <-  cli
+//! value, api  <-  alibaba, kms, dkms, oos, credentials, rules  <-  fetch, sync (pure)
+//!             <-  controller  <-  cli
 //!                 emulator (a stand-in for the cloud side, used by cli and tests)
 //! ```
 
@@ -11,6 +12,9 @@ pub mod alibaba;
 pub mod api;
 pub mod cli;
 pub mod credentials;
+pub mod dkms;
 pub mod emulator;
+pub mod fetch;
 pub mod kms;
+pub mod oos;
 pub mod value;

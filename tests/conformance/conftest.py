@@ -33,8 +33,8 @@ def kmsync_bin() -> str:
 class Emulator:
     """A running emulator: URLs parsed from its documented ready line."""
 
-    def __init__(self, tmp_path: pathlib.Path, tls: bool):
-        args = [kmsync_bin(), "emulator", "--seed", str(SEED)]
+    def __init__(self, tmp_path: pathlib.Path, tls: bool, seed=None, extra_args=()):
+        args = [kmsync_bin(), "emulator", "--seed", str(seed or SEED), *extra_args]
         self.ca_path = None
         if tls:
             self.ca_path = str(tmp_path / "emulator-ca.pem")

@@ -70,6 +70,10 @@ pub struct ClientConfig {
     pub max_body_bytes: usize,
     /// `User-Agent` header.
     pub user_agent: String,
+    /// Host names resolved to fixed addresses instead of DNS (the URL's port is kept), e.g.
+    /// `kst-x.cryptoservice.kms.aliyuncs.com` to an emulator on loopback so that TLS still
+    /// checks the instance host name. Empty by default.
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl Default for ClientConfig {
@@ -82,6 +86,7 @@ impl Default for ClientConfig {
             tls_roots: TlsRoots::default(),
             max_body_bytes: 8 * 1024 * 1024,
             user_agent: format!("kmsync/{}", env!("CARGO_PKG_VERSION")),
+            resolve: Vec::new(),
         }
     }
 }
@@ -211,13 +216,17 @@ impl RpcClient {
     /// [`RpcError::ClientBuild`] when reqwest refuses the configuration.
     pub fn new(config: ClientConfig) -> Result<Self, RpcError> {
         let tls = tls_config(&config.tls_roots)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .user_agent(config.user_agent.clone())
+            .user_agent(config.user_agent.clone());
+        for (host, addr) in &config.resolve {
+            builder = builder.resolve(host, *addr);
+        }
+        let http = builder
             .build()
             .map_err(|source| RpcError::ClientBuild { source })?;
         Ok(Self {

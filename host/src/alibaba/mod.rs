@@ -1,4 +1,4 @@
-//! Everything shared by kmsync's Alibaba Cloud clients (KMS now; STS and OOS later).
+//! Everything shared by kmsync's Alibaba Cloud RPC clients (KMS, STS, OOS).
 //!
 //! ```text
 //!  caller (kms::KmsClient, later sts / oos)

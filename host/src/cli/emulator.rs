@@ -1,4 +1,5 @@
-//! `kmsync emulator --seed FILE [--listen ADDR] [--tls] [--ca-out PATH] [--admin-listen ADDR]`
+//! `kmsync emulator --seed FILE [--listen ADDR] [--tls] [--ca-out PATH] [--admin-listen ADDR]
+//! [--write-client-key KEYID=PATH ...]`
 //!
 //! When both listeners are up it prints exactly one line to stdout and flushes it:
 //!
@@ -35,6 +36,11 @@ pub struct EmulatorArgs {
     /// Write the CA certificate (PEM) here, for clients to pin (needs --tls).
     #[arg(long, requires = "tls")]
     ca_out: Option<PathBuf>,
+    /// Write the ClientKey of a seeded KMS instance key that the emulator generated (one
+    /// without `certificate_pem`): the JSON to PATH and its password to PATH.password
+    /// (repeatable; files are created with mode 0600).
+    #[arg(long, value_name = "KEYID=PATH")]
+    write_client_key: Vec<String>,
 }
 
 pub(super) async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
@@ -50,6 +56,21 @@ pub(super) async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         .start()
         .await
         .context("starting the emulator")?;
+    for spec in &args.write_client_key {
+        let (key_id, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--write-client-key {spec:?}: expected KEYID=PATH"))?;
+        let key = handle.client_key(key_id).with_context(|| {
+            format!(
+                "--write-client-key: {key_id:?} is not a seeded client key the emulator generated (seed it under client_keys without certificate_pem)"
+            )
+        })?;
+        let path = PathBuf::from(path);
+        let mut password_path = path.clone().into_os_string();
+        password_path.push(".password");
+        write_private(&path, key.json.expose())?;
+        write_private(&PathBuf::from(password_path), key.password.expose())?;
+    }
     if let (Some(path), Some(pem)) = (&args.ca_out, handle.ca_pem()) {
         std::fs::write(path, pem)
             .with_context(|| format!("writing CA certificate to {}", path.display()))?;
@@ -68,6 +89,22 @@ pub(super) async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     wait_for_signal().await?;
     tracing::info!("emulator shutting down");
     handle.shutdown().await;
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -2,8 +2,11 @@
 //! redacted unless `--show-value`.
 //!
 //! Credentials come from `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and
-//! optionally `ALIBABA_CLOUD_SECURITY_TOKEN`.
+//! optionally `ALIBABA_CLOUD_SECURITY_TOKEN` — or, with `--client-key-file`, from a KMS
+//! instance ClientKey (JSON file plus `--client-key-password-file`), sent to the instance
+//! gateway's protobuf API (`--kms-instance kst-…` or `--endpoint https://<kst-id>.cryptoservice…`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,9 @@ use crate::alibaba::{
     SignatureVersion, TlsRoots,
 };
 use crate::credentials::StaticCredentials;
+use crate::dkms::{ClientKey, InstanceClient, InstanceClientConfig, InstanceTrust};
 use crate::kms::{GetSecretValueRequest, KmsClient, SecretDataType, SecretValue};
+use crate::value::{SecretBytes, SecretString};
 
 /// `kmsync kms ...`
 #[derive(Debug, Subcommand)]
@@ -60,6 +65,10 @@ pub struct ConnectionArgs {
     /// Per-attempt request timeout, seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Resolve a host name to a fixed address, `HOST=IP:PORT` (repeatable), e.g. a KMS
+    /// instance host to a local emulator so that TLS still checks the instance name.
+    #[arg(long, value_name = "HOST=ADDR")]
+    resolve: Vec<String>,
     /// Attempts including retries of throttling, 5xx and connection failures.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
@@ -85,6 +94,27 @@ pub struct GetSecretValueArgs {
     /// Print the secret value (text as is, binary as base64) instead of a redaction marker.
     #[arg(long)]
     show_value: bool,
+    #[command(flatten)]
+    client_key: ClientKeyArgs,
+}
+
+/// ClientKey mode: the KMS instance gateway (protobuf API, RSA-signed requests).
+#[derive(Debug, Args)]
+pub struct ClientKeyArgs {
+    /// ClientKey JSON file (`{"KeyId": ..., "PrivateKeyData": ...}`); switches to the KMS
+    /// instance gateway API.
+    #[arg(
+        long,
+        requires = "client_key_password_file",
+        conflicts_with = "signature_version"
+    )]
+    client_key_file: Option<PathBuf>,
+    /// File holding the ClientKey password (used as is, without its final newline).
+    #[arg(long, requires = "client_key_file")]
+    client_key_password_file: Option<PathBuf>,
+    /// With --client-key-file: do not verify the gateway's TLS certificate (dangerous).
+    #[arg(long, requires = "client_key_file", conflicts_with = "ca_file")]
+    ignore_ssl: bool,
 }
 
 pub(super) async fn run(command: KmsCommand) -> anyhow::Result<()> {
@@ -93,7 +123,23 @@ pub(super) async fn run(command: KmsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn client(c: &ConnectionArgs) -> anyhow::Result<KmsClient> {
+/// Parses `--resolve HOST=IP:PORT` values.
+pub(super) fn resolve_overrides(values: &[String]) -> anyhow::Result<Vec<(String, SocketAddr)>> {
+    values
+        .iter()
+        .map(|v| {
+            let (host, addr) = v
+                .split_once('=')
+                .with_context(|| format!("--resolve {v:?}: expected HOST=IP:PORT"))?;
+            let addr: SocketAddr = addr
+                .parse()
+                .with_context(|| format!("--resolve {v:?}: {addr:?} is not IP:PORT"))?;
+            Ok((host.to_owned(), addr))
+        })
+        .collect()
+}
+
+fn endpoint_of(c: &ConnectionArgs) -> anyhow::Result<crate::alibaba::Endpoint> {
     let (policy, source) = match (&c.endpoint, &c.region, &c.kms_instance) {
         (Some(endpoint), _, _) => (
             // The person running the CLI is the administrator: their endpoint is trusted.
@@ -119,7 +165,64 @@ fn client(c: &ConnectionArgs) -> anyhow::Result<KmsClient> {
             anyhow::bail!("one of --endpoint, --region, --kms-instance is required")
         }
     };
-    let endpoint = policy.resolve(crate::alibaba::Service::Kms, &source)?;
+    Ok(policy.resolve(crate::alibaba::Service::Kms, &source)?)
+}
+
+fn instance_client(c: &ConnectionArgs, k: &ClientKeyArgs) -> anyhow::Result<InstanceClient> {
+    let (Some(key_file), Some(password_file)) = (&k.client_key_file, &k.client_key_password_file)
+    else {
+        anyhow::bail!("--client-key-file needs --client-key-password-file");
+    };
+    let content = SecretBytes::new(
+        std::fs::read(key_file)
+            .with_context(|| format!("reading --client-key-file {}", key_file.display()))?,
+    );
+    let mut password = std::fs::read_to_string(password_file).with_context(|| {
+        format!(
+            "reading --client-key-password-file {}",
+            password_file.display()
+        )
+    })?;
+    if password.ends_with('\n') {
+        password.pop();
+        if password.ends_with('\r') {
+            password.pop();
+        }
+    }
+    let password = SecretString::new(password);
+    let key = ClientKey::from_json(&content, &password)
+        .with_context(|| format!("loading client key {}", key_file.display()))?;
+    let trust = match (&c.ca_file, k.ignore_ssl) {
+        (_, true) => InstanceTrust::InsecureSkipVerify,
+        (Some(path), false) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --ca-file {}", path.display()))?;
+            InstanceTrust::pinned_pem(&pem)
+                .with_context(|| format!("--ca-file {}", path.display()))?
+        }
+        (None, false) => {
+            anyhow::bail!(
+                "--client-key-file needs --ca-file with the instance's regional CA (or --ignore-ssl)"
+            )
+        }
+    };
+    let mut config = InstanceClientConfig::new(trust);
+    config.request_timeout = Duration::from_secs(c.timeout.max(1));
+    config.retry = RetryPolicy {
+        base: Duration::from_millis(500),
+        cap: Duration::from_secs(5),
+        max_attempts: c.max_attempts.max(1),
+    };
+    config.resolve = resolve_overrides(&c.resolve)?;
+    let client = InstanceClient::new(endpoint_of(c)?, Arc::new(key), config)?;
+    for w in client.warnings() {
+        eprintln!("warning: {}: {}", w.reason, w.message);
+    }
+    Ok(client)
+}
+
+fn client(c: &ConnectionArgs) -> anyhow::Result<KmsClient> {
+    let endpoint = endpoint_of(c)?;
     let tls_roots = match &c.ca_file {
         Some(path) => {
             let pem = std::fs::read(path)
@@ -140,6 +243,7 @@ fn client(c: &ConnectionArgs) -> anyhow::Result<KmsClient> {
             SignatureFlag::V1 => SignatureVersion::V1,
         },
         tls_roots,
+        resolve: resolve_overrides(&c.resolve)?,
         ..ClientConfig::default()
     };
     let credentials =
@@ -194,18 +298,30 @@ fn secret_value_json(v: &SecretValue, show: bool) -> Value {
 }
 
 async fn get_secret_value(args: GetSecretValueArgs) -> anyhow::Result<()> {
-    let client = client(&args.connection)?;
     let mut request = GetSecretValueRequest::new(args.secret_name.clone())
         .fetch_extended_config(args.fetch_extended_config);
     request.version_stage = args.version_stage;
     request.version_id = args.version_id;
-    let value = client.get_secret_value(&request).await.with_context(|| {
-        format!(
-            "GetSecretValue {:?} at {}",
-            args.secret_name,
-            client.endpoint()
-        )
-    })?;
+    let value = if args.client_key.client_key_file.is_some() {
+        let client = instance_client(&args.connection, &args.client_key)?;
+        client.get_secret_value(&request).await.with_context(|| {
+            format!(
+                "GetSecretValue {:?} at {} with client key {}",
+                args.secret_name,
+                client.endpoint(),
+                client.key_id()
+            )
+        })?
+    } else {
+        let client = client(&args.connection)?;
+        client.get_secret_value(&request).await.with_context(|| {
+            format!(
+                "GetSecretValue {:?} at {}",
+                args.secret_name,
+                client.endpoint()
+            )
+        })?
+    };
     println!(
         "{}",
         serde_json::to_string_pretty(&secret_value_json(&value, args.show_value))?

@@ -3,6 +3,7 @@
 
 mod emulator;
 mod kms;
+mod oos;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,12 @@ pub enum Command {
         #[command(subcommand)]
         command: kms::KmsCommand,
     },
+    /// Call OOS directly (debugging aid).
+    Oos {
+        /// OOS action.
+        #[command(subcommand)]
+        command: oos::OosCommand,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -75,5 +82,6 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Emulator(args) => emulator::run(args).await,
         Command::Kms { command } => kms::run(command).await,
+        Command::Oos { command } => oos::run(command).await,
     }
 }

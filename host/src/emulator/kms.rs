@@ -190,7 +190,7 @@ fn insert_rotation(out: &mut serde_json::Map<String, Value>, s: &Secret) {
     }
 }
 
-fn get_secret_value(
+pub(crate) fn get_secret_value(
     state: &State,
     call: &RpcCall,
     allowed: Option<&[String]>,

@@ -29,7 +29,9 @@ mod admin;
 mod auth;
 mod counters;
 mod faults;
+mod instance;
 mod kms;
+mod oos;
 mod protocol;
 mod seed;
 mod server;
@@ -51,12 +53,12 @@ pub use admin::{FaultList, NewVersion};
 pub use counters::CounterSnapshot;
 pub use faults::{FaultKind, FaultRule};
 pub use seed::{
-    ACS_CURRENT, ACS_PREVIOUS, Seed, SeedAccessKey, SeedData, SeedError, SeedRole, SeedRotation,
-    SeedSecret, SeedVersion, VersionData,
+    ACS_CURRENT, ACS_PREVIOUS, Seed, SeedAccessKey, SeedClientKey, SeedData, SeedError,
+    SeedOosParameter, SeedRole, SeedRotation, SeedSecret, SeedVersion, VersionData,
 };
 pub use state::{AdminError, State};
 pub use sts::STS_API_VERSION;
-pub use tls::TlsSetupError;
+pub use tls::{INSTANCE_HOST_WILDCARD, TlsSetupError};
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +233,30 @@ impl EmulatorHandle {
     /// URL of the STS API (the same listener as KMS; calls are told apart by `Version`).
     pub fn sts_url(&self) -> &Url {
         &self.service_url
+    }
+
+    /// URL of the OOS API (the same listener; calls are told apart by `Version`).
+    pub fn oos_url(&self) -> &Url {
+        &self.service_url
+    }
+
+    /// The listener's socket address, e.g. for resolving a KMS instance host name
+    /// (`kst-x.cryptoservice.kms.aliyuncs.com`) to the emulator, whose TLS certificate covers
+    /// `*.cryptoservice.kms.aliyuncs.com`. The instance API shares the listener.
+    pub fn service_addr(&self) -> std::net::SocketAddr {
+        let host = self.service_url.host_str().unwrap_or("127.0.0.1");
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        std::net::SocketAddr::new(ip, self.service_url.port().unwrap_or(0))
+    }
+
+    /// The ClientKey JSON and password of a generated KMS instance key (see
+    /// [`SeedClientKey::certificate_pem`]).
+    pub fn client_key(&self, key_id: &str) -> Option<&crate::dkms::GeneratedClientKey> {
+        self.state.client_key(key_id)
     }
 
     /// URL of the admin API (always plain HTTP on its own listener).

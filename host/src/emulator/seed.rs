@@ -30,6 +30,9 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::instance::SeedClientKey;
+pub use super::oos::SeedOosParameter;
+
 /// Default region of a seed.
 pub const DEFAULT_REGION: &str = "cn-hangzhou";
 /// Default account id of a seed.
@@ -107,6 +110,12 @@ pub struct Seed {
     /// KMS secrets.
     #[serde(default)]
     pub secrets: Vec<SeedSecret>,
+    /// ClientKeys accepted by the emulated KMS instance gateway.
+    #[serde(default)]
+    pub client_keys: Vec<SeedClientKey>,
+    /// OOS encrypted parameters.
+    #[serde(default)]
+    pub oos_parameters: Vec<SeedOosParameter>,
 }
 
 impl Default for Seed {
@@ -117,6 +126,8 @@ impl Default for Seed {
             access_keys: Vec::new(),
             roles: Vec::new(),
             secrets: Vec::new(),
+            client_keys: Vec::new(),
+            oos_parameters: Vec::new(),
         }
     }
 }
@@ -510,6 +521,18 @@ impl Seed {
         self
     }
 
+    /// Adds a KMS instance ClientKey (builder style, for tests).
+    pub fn with_client_key(mut self, key: SeedClientKey) -> Self {
+        self.client_keys.push(key);
+        self
+    }
+
+    /// Adds an OOS parameter (builder style, for tests).
+    pub fn with_oos_parameter(mut self, parameter: SeedOosParameter) -> Self {
+        self.oos_parameters.push(parameter);
+        self
+    }
+
     /// Checks names, stages, roles and values.
     ///
     /// # Errors
@@ -554,6 +577,32 @@ impl Seed {
                         format!("may assume {role:?}, which is not in roles"),
                     ));
                 }
+            }
+        }
+        let mut client_key_ids = HashSet::new();
+        for key in &self.client_keys {
+            let what = format!("client key {:?}", key.key_id);
+            if key.key_id.trim().is_empty() || key.key_id.trim() != key.key_id {
+                return Err(invalid(what, "key_id must be non-empty and trimmed"));
+            }
+            if !client_key_ids.insert(key.key_id.clone()) {
+                return Err(invalid(what, "is defined twice"));
+            }
+            if key.certificate_pem.is_some() && key.password.is_some() {
+                return Err(invalid(
+                    what,
+                    "password is only for keys the emulator generates (without certificate_pem)",
+                ));
+            }
+        }
+        let mut parameter_names = HashSet::new();
+        for parameter in &self.oos_parameters {
+            super::oos::build_parameter(parameter, Utc::now())?;
+            if !parameter_names.insert(parameter.name.clone()) {
+                return Err(invalid(
+                    format!("OOS parameter {:?}", parameter.name),
+                    "is defined twice",
+                ));
             }
         }
         let mut names = HashSet::new();
@@ -676,6 +725,22 @@ secrets:
                 "not in roles",
             ),
             ("roles: [{arn: 'acs:ram::1:role/x'}]", "ARN must look like"),
+            (
+                "client_keys: [{key_id: KAAP.a}, {key_id: KAAP.a}]",
+                "client key \"KAAP.a\": is defined twice",
+            ),
+            (
+                "client_keys: [{key_id: KAAP.a, certificate_pem: x, password: p}]",
+                "password is only for keys the emulator generates",
+            ),
+            (
+                "oos_parameters: [{name: p, value: a, versions: [b]}]",
+                "needs exactly one of value or versions",
+            ),
+            (
+                "oos_parameters: [{name: p, value: a}, {name: p, value: b}]",
+                "is defined twice",
+            ),
         ];
         for (yaml, needle) in cases {
             let err = Seed::from_yaml_str(yaml).unwrap_err();

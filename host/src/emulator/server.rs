@@ -233,11 +233,16 @@ pub(crate) struct App {
 }
 
 impl App {
-    /// The products served today: KMS and STS.
+    /// The products served today: KMS, STS and OOS (the KMS instance API is routed by
+    /// `x-kms-apiname` in the handler).
     pub fn new(state: Arc<State>) -> Self {
         Self {
             state,
-            services: vec![Arc::new(KmsService), Arc::new(StsService)],
+            services: vec![
+                Arc::new(KmsService),
+                Arc::new(StsService),
+                Arc::new(super::oos::OosService),
+            ],
         }
     }
 }
@@ -330,6 +335,10 @@ async fn rpc_handler(
             return error_response(&err, &request_id, &host);
         }
     };
+    if parts.headers.contains_key("x-kms-apiname") {
+        return super::instance::handle(&app.state, &conn, &parts.method, &parts.headers, &body)
+            .await;
+    }
     let call = RpcCall::parse(
         parts.method,
         parts.uri.path(),

@@ -9,6 +9,8 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
 use super::counters::CounterSnapshot;
 use super::faults::FaultState;
+use super::instance::InstanceKey;
+use super::oos::OosParameter;
 use super::seed::{
     ACS_CURRENT, ACS_PREVIOUS, Seed, SeedError, SeedRotation, SeedSecret, VersionData,
 };
@@ -213,6 +215,10 @@ pub struct State {
     pub(crate) nonces: Mutex<NonceCache>,
     pub(crate) counters: Mutex<CounterSnapshot>,
     pub(crate) faults: Mutex<FaultState>,
+    /// KMS instance ClientKeys by KeyId.
+    pub(crate) client_keys: HashMap<String, InstanceKey>,
+    /// OOS encrypted parameters by name.
+    pub(crate) oos_parameters: BTreeMap<String, OosParameter>,
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked handler must not wedge the emulator).
@@ -264,6 +270,14 @@ impl State {
         for s in &seed.secrets {
             secrets.insert(s.name.clone(), Secret::from_seed(s, now)?);
         }
+        let mut client_keys = HashMap::new();
+        for k in &seed.client_keys {
+            client_keys.insert(k.key_id.clone(), super::instance::build_key(k)?);
+        }
+        let mut oos_parameters = BTreeMap::new();
+        for p in &seed.oos_parameters {
+            oos_parameters.insert(p.name.clone(), super::oos::build_parameter(p, now)?);
+        }
         Ok(Self {
             region: seed.region.clone(),
             account_id: seed.account_id.clone(),
@@ -274,6 +288,8 @@ impl State {
             nonces: Mutex::new(NonceCache::default()),
             counters: Mutex::new(CounterSnapshot::default()),
             faults: Mutex::new(FaultState::default()),
+            client_keys,
+            oos_parameters,
         })
     }
 
@@ -354,6 +370,12 @@ impl State {
         secret.assign_stage(stage, target);
         secret.update_time = Utc::now();
         Ok(())
+    }
+
+    /// The ClientKey JSON and password of a KMS instance key the emulator generated (seeded
+    /// without `certificate_pem`); `None` for unknown or certificate-only keys.
+    pub fn client_key(&self, key_id: &str) -> Option<&crate::dkms::GeneratedClientKey> {
+        self.client_keys.get(key_id)?.generated.as_ref()
     }
 
     /// Makes every STS session issued so far expired.

@@ -1,4 +1,5 @@
-//! A throwaway CA and a server certificate for `127.0.0.1`, `::1` and `localhost` (rcgen), so
+//! A throwaway CA and a server certificate for `127.0.0.1`, `::1`, `localhost` and
+//! `*.cryptoservice.kms.aliyuncs.com` (rcgen), so
 //! clients can pin the CA exactly as they pin a KMS instance's private CA.
 
 use std::sync::Arc;
@@ -8,6 +9,9 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// SAN of the emulator's certificate covering every KMS instance host name.
+pub const INSTANCE_HOST_WILDCARD: &str = "*.cryptoservice.kms.aliyuncs.com";
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,9 @@ pub(crate) fn generate() -> Result<GeneratedTls, TlsSetupError> {
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
         "localhost".to_owned(),
+        // Any KMS instance host, so clients that resolve `kst-*.cryptoservice.kms.aliyuncs.com`
+        // to the emulator still pass their host name checks.
+        INSTANCE_HOST_WILDCARD.to_owned(),
     ])
     .map_err(gen_err)?;
     params
