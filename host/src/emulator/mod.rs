@@ -29,7 +29,10 @@ mod admin;
 mod auth;
 mod counters;
 mod faults;
+mod identity;
 mod kms;
+mod metadata;
+mod oidc;
 mod protocol;
 mod seed;
 mod server;
@@ -50,9 +53,11 @@ use url::Url;
 pub use admin::{FaultList, NewVersion};
 pub use counters::CounterSnapshot;
 pub use faults::{FaultKind, FaultRule};
+pub use identity::{MetadataMode, Revocation, RevokeRole};
+pub use oidc::{MintTokenRequest, TEST_KEY_ID};
 pub use seed::{
-    ACS_CURRENT, ACS_PREVIOUS, Seed, SeedAccessKey, SeedData, SeedError, SeedRole, SeedRotation,
-    SeedSecret, SeedVersion, VersionData,
+    ACS_CURRENT, ACS_PREVIOUS, Seed, SeedAccessKey, SeedData, SeedError, SeedInstanceRole,
+    SeedOidcProvider, SeedOidcTrust, SeedRole, SeedRotation, SeedSecret, SeedVersion, VersionData,
 };
 pub use state::{AdminError, State};
 pub use sts::STS_API_VERSION;
@@ -90,6 +95,7 @@ impl Emulator {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
+            metadata_listen: None,
         }
     }
 }
@@ -101,9 +107,17 @@ pub struct EmulatorBuilder {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     tls: bool,
+    metadata_listen: Option<SocketAddr>,
 }
 
 impl EmulatorBuilder {
+    /// Also serve the ECS instance metadata endpoints (plain HTTP) on `addr` (port 0 picks a
+    /// free port); see [`EmulatorHandle::metadata_url`].
+    pub fn metadata_listen(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metadata_listen = addr;
+        self
+    }
+
     /// Address of the KMS/STS listener (port 0 picks a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
@@ -194,6 +208,33 @@ impl EmulatorBuilder {
                 }
             }
         });
+        let mut serve_tasks = vec![service_task, admin_task];
+        let mut metadata_url = None;
+        let mut accept_tasks = vec![accept_task];
+        if let Some(addr) = self.metadata_listen {
+            let tcp = bind(addr).await?;
+            let local = tcp
+                .local_addr()
+                .map_err(|source| EmulatorError::Bind { addr, source })?;
+            let (listener, task) = server::EmuListener::start(tcp, None)
+                .map_err(|source| EmulatorError::Bind { addr, source })?;
+            accept_tasks.push(task);
+            let router = metadata::metadata_router(state.clone());
+            let signal = signal(shutdown_tx.subscribe());
+            serve_tasks.push(tokio::spawn(async move {
+                let make = router.into_make_service_with_connect_info::<server::ConnMeta>();
+                if let Err(err) = axum::serve(listener, make)
+                    .with_graceful_shutdown(signal)
+                    .await
+                {
+                    tracing::warn!(error = %err, "emulator metadata listener stopped");
+                }
+            }));
+            metadata_url = Some(
+                Url::parse(&format!("http://{local}/"))
+                    .expect("a socket address makes a valid URL"),
+            );
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = |scheme: &str, addr: SocketAddr| {
             Url::parse(&format!("{scheme}://{addr}/")).expect("a socket address makes a valid URL")
@@ -202,10 +243,11 @@ impl EmulatorBuilder {
             service_url: url(scheme, service_addr),
             admin_url: url("http", admin_addr),
             ca_pem: tls.map(|t| t.ca_pem),
+            metadata_url,
             state,
             shutdown: shutdown_tx,
-            accept_task,
-            serve_tasks: vec![service_task, admin_task],
+            accept_tasks,
+            serve_tasks,
         })
     }
 }
@@ -216,9 +258,10 @@ pub struct EmulatorHandle {
     service_url: Url,
     admin_url: Url,
     ca_pem: Option<String>,
+    metadata_url: Option<Url>,
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
-    accept_task: JoinHandle<()>,
+    accept_tasks: Vec<JoinHandle<()>>,
     serve_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -236,6 +279,20 @@ impl EmulatorHandle {
     /// URL of the admin API (always plain HTTP on its own listener).
     pub fn admin_url(&self) -> &Url {
         &self.admin_url
+    }
+
+    /// URL of the ECS metadata server (`http://127.0.0.1:<port>/`), when enabled.
+    pub fn metadata_url(&self) -> Option<&Url> {
+        self.metadata_url.as_ref()
+    }
+
+    /// A JWT for `request` signed with the built-in TEST ONLY key (see
+    /// [`State::mint_oidc_token`]).
+    ///
+    /// # Errors
+    /// [`AdminError::OidcProviderNotFound`].
+    pub fn mint_oidc_token(&self, request: &MintTokenRequest) -> Result<String, AdminError> {
+        self.state.mint_oidc_token(request)
     }
 
     /// The CA certificate (PEM) to pin, when serving TLS.
@@ -256,7 +313,9 @@ impl EmulatorHandle {
     /// Stops both listeners, letting in-flight requests finish for up to 2 seconds.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        self.accept_task.abort();
+        for task in &self.accept_tasks {
+            task.abort();
+        }
         for task in std::mem::take(&mut self.serve_tasks) {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), task)
@@ -272,7 +331,9 @@ impl EmulatorHandle {
 impl Drop for EmulatorHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        self.accept_task.abort();
+        for task in &self.accept_tasks {
+            task.abort();
+        }
         for task in &self.serve_tasks {
             task.abort();
         }
