@@ -300,8 +300,8 @@ pub struct RoleHop {
     pub duration_seconds: u64,
 }
 
-/// The bottom of a provider stack.
-#[derive(Clone, Debug)]
+/// The bottom of a provider stack. `Debug` masks the AccessKeyId and hides the secret.
+#[derive(Clone)]
 pub enum BasePlan {
     /// The controller's default chain.
     Ambient,
@@ -336,6 +336,44 @@ pub enum BasePlan {
         /// The role.
         role: RoleHop,
     },
+}
+
+impl fmt::Debug for BasePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ambient => f.write_str("Ambient"),
+            Self::AccessKey { id, secret, role } => f
+                .debug_struct("AccessKey")
+                .field("id", &super::mask_id(id))
+                .field("secret", secret)
+                .field("role", role)
+                .finish(),
+            Self::OidcFile {
+                provider_arn,
+                token_files,
+                role,
+            } => f
+                .debug_struct("OidcFile")
+                .field("provider_arn", provider_arn)
+                .field("token_files", token_files)
+                .field("role", role)
+                .finish(),
+            Self::ServiceAccount {
+                namespace,
+                name,
+                audiences,
+                provider_arn,
+                role,
+            } => f
+                .debug_struct("ServiceAccount")
+                .field("namespace", namespace)
+                .field("name", name)
+                .field("audiences", audiences)
+                .field("provider_arn", provider_arn)
+                .field("role", role)
+                .finish(),
+        }
+    }
 }
 
 /// One object a plan was resolved from, with its resourceVersion.
