@@ -1,16 +1,19 @@
-//! `kmsync emulator`: a signature-checking stand-in for Alibaba Cloud KMS and STS, for local
-//! development and tests (CLI, or in-process from Rust tests).
+//! `kmsync emulator`: a signature-checking stand-in for Alibaba Cloud KMS and STS (and the ECS
+//! metadata server), for local development and tests (CLI, or in-process from Rust tests).
 //!
 //! ```text
 //!  service listener (http or https, 127.0.0.1:<port>)          admin listener (http)
 //!    GET|POST /  ─ count ─ faults ─ dispatch by Version          /v1/counters, /v1/faults,
-//!                                    │                            /v1/secrets/..., /v1/sts/expire
-//!                     ┌──────────────┴─────────────┐
-//!               2016-01-20 KmsService      2015-04-01 StsService     (OOS, ECS metadata and the
-//!                     └──── auth: V1 / V3, ±15 min, nonce, STS token ┘  KMS instance API plug in
-//!                                    │                                 here later: service.rs)
-//!                               State (seed, versions, sessions, counters, faults)
+//!                                    │                            /v1/secrets/..., /v1/sts/expire,
+//!                     ┌──────────────┴─────────────┐              /v1/oidc/..., /v1/roles/...,
+//!               2016-01-20 KmsService      2015-04-01 StsService  /v1/metadata
+//!                     └──── auth: V1 / V3, ±15 min, nonce, STS token ┘  (AssumeRoleWithOIDC:
+//!                                    │                                  unsigned, JWT checks)
+//!                               State (seed, versions, sessions, counters, faults, identity)
+//!                                    │
+//!  metadata listener (optional, http): /latest/api/token, /latest/meta-data/ram/...
 //! ```
+//! OOS and the KMS instance API plug in through `service.rs`.
 //!
 //! In Rust tests:
 //! ```no_run
