@@ -69,7 +69,7 @@ pub struct ConnectionArgs {
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
     /// STS endpoint URL or host for RRSA and role profiles (default: `ALIBABA_CLOUD_STS_REGION`
-    /// and `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED`, else `sts.aliyuncs.com`).
+    /// and `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED`, else `sts.aliyuncs.com`); it shares --ca-file.
     #[arg(long)]
     sts_endpoint: Option<String>,
     /// Let the default chain use the ECS instance role (metadata server).
@@ -157,6 +157,16 @@ fn client(c: &ConnectionArgs) -> anyhow::Result<KmsClient> {
         tls_roots,
         ..ClientConfig::default()
     };
+    // A pinned CA (--ca-file) is for the KMS endpoint; STS gets it only when it is pointed at
+    // the same kind of endpoint with --sts-endpoint, else the public roots.
+    let sts_rpc = RpcClient::new(ClientConfig {
+        tls_roots: if c.sts_endpoint.is_some() {
+            config.tls_roots.clone()
+        } else {
+            TlsRoots::WebPki
+        },
+        ..config.clone()
+    })?;
     let rpc = RpcClient::new(config)?;
     let mut sts_policy = EndpointPolicy::default();
     if let Some(url) = &c.sts_endpoint {
@@ -172,7 +182,7 @@ fn client(c: &ConnectionArgs) -> anyhow::Result<KmsClient> {
         metadata.base_url.clone_from(url);
     }
     let ctx = ProviderContext {
-        rpc: rpc.clone(),
+        rpc: sts_rpc,
         policy: sts_policy,
         sts,
         refresh: RefreshPolicy::default(),
