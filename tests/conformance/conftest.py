@@ -57,12 +57,25 @@ class Emulator:
         fields = dict(part.split("=", 1) for part in ready[len(prefix):].split())
         self.kms_url = fields["kms"]
         self.admin_url = fields["admin"]
+        # Present with --metadata-listen.
+        self.metadata_url = fields.get("metadata")
         scheme, rest = self.kms_url.split("://", 1)
         self.protocol = scheme
         self.endpoint = rest.rstrip("/")  # host:port, as the SDK's `endpoint` wants it
 
     def counters(self) -> dict:
         with urllib.request.urlopen(self.admin_url + "v1/counters") as r:
+            return json.load(r)
+
+    def admin_json(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.admin_url + path,
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(req) as r:
             return json.load(r)
 
     def admin(self, method: str, path: str, body=None) -> int:

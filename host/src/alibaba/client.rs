@@ -201,6 +201,15 @@ impl RpcResponse {
     }
 }
 
+/// How one call is authenticated.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    /// Signed with these credentials (V3 or V1, per the configuration).
+    Signed(SigningCredentials<'a>),
+    /// Not signed; `sensitive` parameter values are redacted from server messages.
+    Anonymous { sensitive: &'a [&'a str] },
+}
+
 /// The signed-RPC client. Cheap to clone (shares one connection pool).
 #[derive(Clone, Debug)]
 pub struct RpcClient {
@@ -251,10 +260,40 @@ impl RpcClient {
         creds: SigningCredentials<'_>,
         request: &RpcRequest,
     ) -> Result<RpcResponse, RpcError> {
+        self.call_with(endpoint, Auth::Signed(creds), request).await
+    }
+
+    /// Sends `request` to `endpoint` **unsigned**, retrying per the policy: for the few actions
+    /// that take no credentials, such as STS `AssumeRoleWithOIDC`
+    /// (`shared/docs/alibaba-cloud-protocol.md`, "STS").
+    ///
+    /// The common parameters `Action`, `Version`, `Format=JSON` and `Timestamp` travel in the
+    /// query; the action's own parameters in an `application/x-www-form-urlencoded` body (as the
+    /// Go `credentials-go` OIDC provider sends them), so a token parameter never lands in a URL.
+    /// `sensitive` values (e.g. the OIDC token) are redacted from server messages.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn call_unsigned(
+        &self,
+        endpoint: &Endpoint,
+        request: &RpcRequest,
+        sensitive: &[&str],
+    ) -> Result<RpcResponse, RpcError> {
+        self.call_with(endpoint, Auth::Anonymous { sensitive }, request)
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        endpoint: &Endpoint,
+        auth: Auth<'_>,
+        request: &RpcRequest,
+    ) -> Result<RpcResponse, RpcError> {
         let max = self.config.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            match self.attempt(endpoint, creds, request, attempt).await {
+            match self.attempt(endpoint, auth, request, attempt).await {
                 Ok(response) => return Ok(response),
                 Err(err) if err.is_retryable() && attempt < max => {
                     let delay = self.config.retry.delay(attempt, err.retry_after());
@@ -278,7 +317,7 @@ impl RpcClient {
     async fn attempt(
         &self,
         endpoint: &Endpoint,
-        creds: SigningCredentials<'_>,
+        auth: Auth<'_>,
         request: &RpcRequest,
         attempt: u32,
     ) -> Result<RpcResponse, RpcError> {
@@ -287,8 +326,31 @@ impl RpcClient {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let mut url = endpoint.url().clone();
         let mut builder;
-        match self.config.signature {
-            SignatureVersion::V3 => {
+        let (creds, sensitive) = match auth {
+            Auth::Signed(creds) => (Some(creds), &[][..]),
+            Auth::Anonymous { sensitive } => (None, sensitive),
+        };
+        match (creds, self.config.signature) {
+            (None, _) => {
+                let timestamp = super::sign::format_timestamp(now);
+                url.set_query(Some(&encode_pairs([
+                    ("Action", request.action),
+                    ("Format", "JSON"),
+                    ("Timestamp", timestamp.as_str()),
+                    ("Version", request.version),
+                ])));
+                let form =
+                    encode_pairs(request.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                builder = self
+                    .http
+                    .post(url)
+                    .header("host", &host)
+                    .header("x-acs-action", request.action)
+                    .header("x-acs-version", request.version)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form.into_bytes());
+            }
+            (Some(creds), SignatureVersion::V3) => {
                 let query: Vec<(String, String)> = request
                     .params
                     .iter()
@@ -313,7 +375,7 @@ impl RpcClient {
                     builder = builder.header(name, value);
                 }
             }
-            SignatureVersion::V1 => {
+            (Some(creds), SignatureVersion::V1) => {
                 let params = sign_v1(
                     "POST",
                     request.action,
@@ -334,9 +396,12 @@ impl RpcClient {
                     .header("x-acs-version", request.version);
             }
         }
-        let builder = builder
-            .header("accept", "application/json")
-            .body(Vec::<u8>::new());
+        // Signed calls carry everything in the query and an empty body.
+        let builder = match creds {
+            Some(_) => builder.body(Vec::<u8>::new()),
+            None => builder,
+        }
+        .header("accept", "application/json");
 
         let action = request.action;
         let mut response = builder
@@ -387,8 +452,13 @@ impl RpcClient {
                 body,
             });
         }
-        let secrets: Vec<&str> = std::iter::once(creds.access_key_secret.expose())
-            .chain(creds.security_token.map(|t| t.expose()))
+        let secrets: Vec<&str> = creds
+            .iter()
+            .flat_map(|c| {
+                std::iter::once(c.access_key_secret.expose())
+                    .chain(c.security_token.map(|t| t.expose()))
+            })
+            .chain(sensitive.iter().copied())
             .collect();
         Err(error_response(
             action, host, status, &headers, &body, &secrets,
@@ -468,7 +538,7 @@ pub fn error_response(
 
 /// A rustls client configuration using the ring provider, safe default protocol versions and
 /// the given roots, offering HTTP/1.1 by ALPN.
-fn tls_config(roots: &TlsRoots) -> Result<rustls::ClientConfig, RpcError> {
+pub(crate) fn tls_config(roots: &TlsRoots) -> Result<rustls::ClientConfig, RpcError> {
     let mut store = rustls::RootCertStore::empty();
     match roots {
         TlsRoots::WebPki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

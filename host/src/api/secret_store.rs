@@ -143,6 +143,8 @@ pub struct CloudAuth {
     #[serde(rename = "oidcProviderARN", skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
     /// Path of the OIDC token file inside the controller pod; default
+    /// `$ALIBABA_CLOUD_OIDC_TOKEN_FILE`, else the first that exists of
+    /// `/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token` (ACK RRSA) and
     /// `/var/run/secrets/tokens/ack-secret-manager` (honoured by kmsync; ack ignored it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc_token_file_path: Option<String>,
@@ -169,7 +171,9 @@ pub struct CloudAuth {
 
 /// Default session name for assumed roles.
 pub const DEFAULT_SESSION_NAME: &str = "kmsync";
-/// Default OIDC token file (the path ack-secret-manager's chart projects the token to).
+/// The OIDC token file ack-secret-manager's chart projects the token to (the credentials
+/// builder tries `$ALIBABA_CLOUD_OIDC_TOKEN_FILE` and ACK's RRSA mount first; see
+/// `credentials::oidc::DEFAULT_TOKEN_FILES`).
 pub const DEFAULT_OIDC_TOKEN_FILE: &str = "/var/run/secrets/tokens/ack-secret-manager";
 /// Default lifetime of assumed-role credentials.
 pub const DEFAULT_ROLE_SESSION_EXPIRATION: Duration = Duration::from_secs(3600);
@@ -257,7 +261,8 @@ impl CloudAuth {
         non_empty(&self.remote_ram_role_session_name).unwrap_or(DEFAULT_SESSION_NAME)
     }
 
-    /// Effective OIDC token file path; default [`DEFAULT_OIDC_TOKEN_FILE`].
+    /// The OIDC token file path, or [`DEFAULT_OIDC_TOKEN_FILE`] (ack-secret-manager's). The
+    /// credentials builder resolves an unset path to a list of candidates instead.
     pub fn oidc_token_file_path(&self) -> &str {
         non_empty(&self.oidc_token_file_path).unwrap_or(DEFAULT_OIDC_TOKEN_FILE)
     }

@@ -1,12 +1,13 @@
 //! `kmsync emulator --seed FILE [--listen ADDR] [--tls] [--ca-out PATH] [--admin-listen ADDR]
-//! [--write-client-key KEYID=PATH ...]`
+//! [--write-client-key KEYID=PATH ...] [--metadata-listen ADDR]`
 //!
 //! When both listeners are up it prints exactly one line to stdout and flushes it:
 //!
 //! ```text
 //! kmsync emulator ready kms=<url> admin=<url>
 //! ```
-//! e.g. `kmsync emulator ready kms=https://127.0.0.1:8443/ admin=http://127.0.0.1:8444/`.
+//! e.g. `kmsync emulator ready kms=https://127.0.0.1:8443/ admin=http://127.0.0.1:8444/`,
+//! followed by ` metadata=<url>` with `--metadata-listen`.
 //! It then serves until SIGINT or SIGTERM.
 
 use std::io::Write as _;
@@ -41,6 +42,10 @@ pub struct EmulatorArgs {
     /// (repeatable; files are created with mode 0600).
     #[arg(long, value_name = "KEYID=PATH")]
     write_client_key: Vec<String>,
+    /// Also serve the ECS instance metadata endpoints (plain HTTP) on this address; the ready
+    /// line then ends with ` metadata=<url>`.
+    #[arg(long)]
+    metadata_listen: Option<SocketAddr>,
 }
 
 pub(super) async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
@@ -53,6 +58,7 @@ pub(super) async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         .listen(args.listen)
         .admin_listen(args.admin_listen)
         .tls(args.tls)
+        .metadata_listen(args.metadata_listen)
         .start()
         .await
         .context("starting the emulator")?;
@@ -77,12 +83,16 @@ pub(super) async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     }
     {
         let mut out = std::io::stdout().lock();
-        writeln!(
+        write!(
             out,
             "kmsync emulator ready kms={} admin={}",
             handle.kms_url(),
             handle.admin_url()
         )?;
+        if let Some(url) = handle.metadata_url() {
+            write!(out, " metadata={url}")?;
+        }
+        writeln!(out)?;
         out.flush()?;
     }
     tracing::info!(kms = %handle.kms_url(), admin = %handle.admin_url(), tls = args.tls, "emulator serving");

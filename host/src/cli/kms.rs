@@ -1,9 +1,11 @@
 //! `kmsync kms get-secret-value`: one `GetSecretValue` call, printed as JSON with the value
 //! redacted unless `--show-value`.
 //!
-//! Credentials come from `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and
-//! optionally `ALIBABA_CLOUD_SECURITY_TOKEN` — or, with `--client-key-file`, from a KMS
-//! instance ClientKey (JSON file plus `--client-key-password-file`), sent to the instance
+//! Credentials come from the default chain (`docs/credentials.md`): `ALIBABA_CLOUD_ACCESS_KEY_ID`
+//! / `_SECRET` / `_SECURITY_TOKEN`, then RRSA from `ALIBABA_CLOUD_ROLE_ARN` /
+//! `ALIBABA_CLOUD_OIDC_PROVIDER_ARN` / `ALIBABA_CLOUD_OIDC_TOKEN_FILE`, then the profile files,
+//! then (with `--enable-worker-role`) the ECS instance role — or, with `--client-key-file`, from
+//! a KMS instance ClientKey (JSON file plus `--client-key-password-file`), sent to the instance
 //! gateway's protobuf API (`--kms-instance kst-…` or `--endpoint https://<kst-id>.cryptoservice…`).
 
 use std::net::SocketAddr;
@@ -20,7 +22,10 @@ use crate::alibaba::{
     ClientConfig, EndpointPolicy, EndpointSource, Network, RetryPolicy, RpcClient,
     SignatureVersion, TlsRoots,
 };
-use crate::credentials::StaticCredentials;
+use crate::credentials::builder::ProviderContext;
+use crate::credentials::{
+    DefaultChain, DefaultChainConfig, EcsMetadataConfig, RefreshPolicy, StsEndpointConfig,
+};
 use crate::dkms::{ClientKey, InstanceClient, InstanceClientConfig, InstanceTrust};
 use crate::kms::{GetSecretValueRequest, KmsClient, SecretDataType, SecretValue};
 use crate::value::{SecretBytes, SecretString};
@@ -72,6 +77,16 @@ pub struct ConnectionArgs {
     /// Attempts including retries of throttling, 5xx and connection failures.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// STS endpoint URL or host for RRSA and role profiles (default: `ALIBABA_CLOUD_STS_REGION`
+    /// and `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED`, else `sts.aliyuncs.com`); it shares --ca-file.
+    #[arg(long)]
+    sts_endpoint: Option<String>,
+    /// Let the default chain use the ECS instance role (metadata server).
+    #[arg(long)]
+    enable_worker_role: bool,
+    /// Base URL of the ECS metadata server (default `http://100.100.100.200`).
+    #[arg(long, requires = "enable_worker_role")]
+    metadata_url: Option<String>,
 }
 
 /// Arguments of `kmsync kms get-secret-value`.
@@ -246,13 +261,42 @@ fn client(c: &ConnectionArgs) -> anyhow::Result<KmsClient> {
         resolve: resolve_overrides(&c.resolve)?,
         ..ClientConfig::default()
     };
-    let credentials =
-        StaticCredentials::from_env().context("reading credentials from the environment")?;
-    Ok(KmsClient::new(
-        RpcClient::new(config)?,
-        endpoint,
-        Arc::new(credentials),
-    )?)
+    // A pinned CA (--ca-file) is for the KMS endpoint; STS gets it only when it is pointed at
+    // the same kind of endpoint with --sts-endpoint, else the public roots.
+    let sts_rpc = RpcClient::new(ClientConfig {
+        tls_roots: if c.sts_endpoint.is_some() {
+            config.tls_roots.clone()
+        } else {
+            TlsRoots::WebPki
+        },
+        ..config.clone()
+    })?;
+    let rpc = RpcClient::new(config)?;
+    let mut sts_policy = EndpointPolicy::default();
+    if let Some(url) = &c.sts_endpoint {
+        sts_policy = sts_policy.trust_url(url).context("--sts-endpoint")?;
+    }
+    let sts = StsEndpointConfig {
+        url: c.sts_endpoint.clone(),
+        ..StsEndpointConfig::default()
+    }
+    .or(&StsEndpointConfig::from_env());
+    let mut metadata = EcsMetadataConfig::from_lookup(|k| std::env::var(k).ok());
+    if let Some(url) = &c.metadata_url {
+        metadata.base_url.clone_from(url);
+    }
+    let ctx = ProviderContext {
+        rpc: sts_rpc,
+        policy: sts_policy,
+        sts,
+        refresh: RefreshPolicy::default(),
+        metadata,
+    };
+    let chain = DefaultChain::new(
+        &DefaultChainConfig::from_process_env(c.enable_worker_role),
+        ctx,
+    );
+    Ok(KmsClient::new(rpc, endpoint, Arc::new(chain))?)
 }
 
 /// The JSON printed for a secret value; `SecretData` is a redaction marker unless `show`.

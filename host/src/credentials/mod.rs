@@ -1,18 +1,68 @@
 //! Cloud credentials behind one trait, so every Alibaba Cloud client can take any source.
 //!
-//! Today: [`StaticCredentials`] (an AccessKey pair, or an STS triple with an optional expiry),
-//! also read from the standard environment variables. Later issues add AssumeRole, RRSA (OIDC),
-//! the ECS instance role and a default chain behind the same [`CredentialsProvider`] trait.
+//! ```text
+//!  store's CloudAuth ──CredentialsFactory::resolve──▶ ResolvedAuth ──build──▶ provider stack
+//!  (+ namespace, flags)   (cross-namespace rules,       (AccessKey read,        │
+//!                          Secret / ServiceAccount      fingerprint of           ▼
+//!                          lookups)                     resourceVersions)   Arc<dyn CredentialsProvider>
 //!
-//! Environment variable names follow the official credential chain
-//! (`shared/docs/alibaba-cloud-protocol.md`, "Default credential chain").
+//!  provider stacks (each temporary layer is a `Refreshing` cache):
+//!    StaticCredentials (AccessKey from a Secret)
+//!    Refreshing<AssumeRole>  ── on top of any provider (ramRoleARN, remoteRamRoleARN)
+//!    Refreshing<OidcRole>    ── RRSA: token file, or a ServiceAccount's TokenRequest token
+//!    Refreshing<EcsRamRole>  ── instance metadata (only with --enable-worker-role)
+//!    DefaultChain            ── env AK -> OIDC env -> ~/.aliyun/config.json ->
+//!                               ~/.alibabacloud/credentials -> ECS metadata (when enabled)
+//!
+//!  CredentialsRegistry: one provider per store generation + referenced resourceVersions
+//! ```
+//!
+//! Wire facts: `shared/docs/alibaba-cloud-protocol.md` (STS, ECS metadata, default chain) and
+//! the official credential libraries (`aliyun/credentials-go`, `aliyun/credentials-python`);
+//! field names and order: `shared/docs/ack-compat.md`. Nothing here formats a secret: error
+//! messages, logs and `Debug` carry names, ARNs, paths and codes only. User-facing
+//! documentation: `docs/credentials.md`.
+
+pub mod arn;
+pub mod assume_role;
+pub mod builder;
+pub mod chain;
+pub mod ecs;
+pub mod oidc;
+pub mod profile;
+pub mod references;
+pub mod refresh;
+pub mod registry;
+pub mod source;
+pub mod sts;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use arn::{ArnError, OidcProviderArn, RoleArn};
+pub use assume_role::AssumeRole;
+pub use builder::{
+    BuildError, CredentialsFactory, FactoryConfig, ResolvedAuth, StoreKind, StoreRef,
+};
+pub use chain::{ChainFailures, DefaultChain, DefaultChainConfig};
+pub use ecs::{EcsMetadataConfig, EcsRamRole};
+pub use oidc::{OidcRole, OidcToken};
+pub use references::{ReferenceError, StoreScope, check_auth_references, reference_namespace};
+pub use refresh::{CredentialsFetcher, RefreshPolicy, Refreshing};
+pub use registry::{CredentialsRegistry, ProviderStatus};
+pub use source::{
+    MemorySecrets, MemoryServiceAccounts, SecretKeyValue, SecretSource, ServiceAccountInfo,
+    ServiceAccountToken, ServiceAccountTokens, SourceError,
+};
+pub use sts::{StsClient, StsEndpointConfig};
+
 use crate::alibaba::sign::SigningCredentials;
+use crate::alibaba::{BodyProblem, RpcError};
 use crate::value::SecretString;
 
 /// `ALIBABA_CLOUD_ACCESS_KEY_ID`
@@ -105,7 +155,9 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Why no credentials could be produced. Messages name sources and variables, never values.
+/// Why no credentials could be produced. Messages name sources, variables, paths, roles and
+/// codes — never a value. The full chain ([`error_chain`]) is meant for a store's `Ready`
+/// condition message.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// A required environment variable is unset or empty.
@@ -132,6 +184,156 @@ pub enum CredentialsError {
         /// When they expired.
         expiration: DateTime<Utc>,
     },
+    /// No OIDC token file exists at any of the paths.
+    #[error("OIDC token file not found (looked for {})", display_paths(paths))]
+    TokenFileMissing {
+        /// Paths tried, in order.
+        paths: Vec<PathBuf>,
+    },
+    /// The OIDC token file exists but cannot be read (permissions, a directory, not UTF-8).
+    #[error("OIDC token file {} could not be read", path.display())]
+    TokenFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OIDC token file is empty (or only whitespace).
+    #[error("OIDC token file {} is empty", path.display())]
+    TokenFileEmpty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The TokenRequest for a ServiceAccount failed.
+    #[error("could not get a token for ServiceAccount {namespace}/{name}")]
+    ServiceAccountToken {
+        /// Namespace.
+        namespace: String,
+        /// ServiceAccount name.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<SourceError>,
+    },
+    /// An STS call failed (its code, HTTP status and RequestId are in the source).
+    #[error("STS {action} for role {role_arn} failed")]
+    Sts {
+        /// `AssumeRole` or `AssumeRoleWithOIDC`.
+        action: &'static str,
+        /// The role asked for.
+        role_arn: String,
+        /// The RPC error.
+        #[source]
+        source: Box<RpcError>,
+    },
+    /// The credentials a provider builds on could not be obtained.
+    #[error("{provider} could not get the credentials it builds on from {upstream}")]
+    Upstream {
+        /// This provider.
+        provider: &'static str,
+        /// The provider below it.
+        upstream: &'static str,
+        /// Its error.
+        #[source]
+        source: Box<CredentialsError>,
+    },
+    /// The metadata server base URL is unusable.
+    #[error("ECS metadata URL {url:?} is unusable: {reason}")]
+    MetadataConfig {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The metadata server could not be reached or did not answer in time.
+    #[error("ECS metadata server {url} did not answer the {step} request")]
+    MetadataUnreachable {
+        /// Base URL.
+        url: String,
+        /// `token`, `role name` or `credentials`.
+        step: &'static str,
+        /// reqwest error (without URL).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The metadata server answered with a non-2xx status.
+    #[error("ECS metadata server answered the {step} request with HTTP {status}")]
+    MetadataStatus {
+        /// `token`, `role name` or `credentials`.
+        step: &'static str,
+        /// HTTP status.
+        status: u16,
+    },
+    /// The metadata server's answer was unusable.
+    #[error("ECS metadata server sent an unusable {step} answer: {problem}")]
+    MetadataResponse {
+        /// `token`, `role name` or `credentials`.
+        step: &'static str,
+        /// What was wrong (never the body).
+        problem: BodyProblem,
+    },
+    /// The metadata credentials answer had a `Code` other than `Success`.
+    #[error("ECS metadata server returned Code {code:?} instead of Success")]
+    MetadataCode {
+        /// The code.
+        code: String,
+    },
+    /// A credentials profile file (`~/.alibabacloud/credentials`, `~/.aliyun/config.json`) could
+    /// not be read.
+    #[error("credentials profile file {} could not be read", path.display())]
+    ProfileIo {
+        /// The file.
+        path: PathBuf,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A credentials profile is unusable.
+    #[error("profile {profile:?} in {}: {reason}", path.display())]
+    Profile {
+        /// The file.
+        path: PathBuf,
+        /// Profile (section) name.
+        profile: String,
+        /// What is wrong (names fields and types, never values).
+        reason: String,
+    },
+    /// Every member of the default chain failed.
+    #[error("no credentials found in the default chain: {failures}")]
+    ChainExhausted {
+        /// Each member's failure, in order.
+        failures: ChainFailures,
+    },
+    /// Refreshing temporary credentials failed and no still-valid ones are cached.
+    #[error("refreshing {provider} credentials failed")]
+    RefreshFailed {
+        /// Provider name.
+        provider: &'static str,
+        /// The failure.
+        #[source]
+        source: Arc<CredentialsError>,
+    },
+    /// A recent refresh failed; the provider waits before trying again and has no still-valid
+    /// credentials meanwhile.
+    #[error("{provider} credentials are unavailable; the next refresh attempt is in {}s", retry_in.as_secs().max(1))]
+    BackingOff {
+        /// Provider name.
+        provider: &'static str,
+        /// Time until the next attempt.
+        retry_in: Duration,
+        /// The last failure.
+        #[source]
+        source: Arc<CredentialsError>,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl CredentialsError {
@@ -141,8 +343,56 @@ impl CredentialsError {
             Self::MissingEnv { .. } => "missing_env",
             Self::Invalid { .. } => "invalid",
             Self::Expired { .. } => "expired",
+            Self::TokenFileMissing { .. } => "token_file_missing",
+            Self::TokenFileUnreadable { .. } => "token_file_unreadable",
+            Self::TokenFileEmpty { .. } => "token_file_empty",
+            Self::ServiceAccountToken { .. } => "service_account_token",
+            Self::Sts { .. } => "sts",
+            Self::Upstream { .. } => "upstream",
+            Self::MetadataConfig { .. } => "metadata_config",
+            Self::MetadataUnreachable { .. } => "metadata_unreachable",
+            Self::MetadataStatus { .. } => "metadata_status",
+            Self::MetadataResponse { .. } => "metadata_response",
+            Self::MetadataCode { .. } => "metadata_code",
+            Self::ProfileIo { .. } => "profile_io",
+            Self::Profile { .. } => "profile",
+            Self::ChainExhausted { .. } => "chain_exhausted",
+            Self::RefreshFailed { .. } => "refresh_failed",
+            Self::BackingOff { .. } => "backing_off",
         }
     }
+
+    /// The STS or RPC error code at the root of this error, if any (e.g. `EntityNotExist.Role`).
+    pub fn code(&self) -> Option<&str> {
+        let mut current: &Self = self;
+        loop {
+            match current {
+                Self::Sts { source, .. } => return source.code(),
+                Self::MetadataCode { code } => return Some(code),
+                Self::Upstream { source, .. } => current = source,
+                Self::RefreshFailed { source, .. } | Self::BackingOff { source, .. } => {
+                    current = source
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// `err` and its sources joined with `": "`, the form used for condition messages and logs
+/// (every level's message is value-free, so the whole chain is).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// A source of credentials. Object-safe: store it as `Arc<dyn CredentialsProvider>`.
@@ -158,8 +408,16 @@ pub trait CredentialsProvider: Send + Sync + fmt::Debug {
     /// providers — a failed STS/metadata call).
     async fn credentials(&self) -> Result<Credentials, CredentialsError>;
 
-    /// Short provider name for logs, status and metrics (`static`, `env`, ...).
+    /// Short provider name for logs, status and metrics (`static`, `env`, `assume_role`,
+    /// `oidc_role`, `service_account_role`, `ecs_ram_role`, `remote_role`, `default_chain`).
     fn name(&self) -> &'static str;
+
+    /// The error of the last failed refresh of this provider or one it builds on, while it has
+    /// not been followed by a successful one (for a store's `Ready` condition). `None` for
+    /// providers that never refresh.
+    fn last_refresh_error(&self) -> Option<Arc<CredentialsError>> {
+        None
+    }
 }
 
 /// Fixed credentials: an AccessKey pair, or an STS triple (refused once expired).
@@ -178,7 +436,15 @@ impl StaticCredentials {
         Self::with_name(credentials, "static")
     }
 
-    fn with_name(credentials: Credentials, name: &'static str) -> Result<Self, CredentialsError> {
+    /// Like [`new`](Self::new), reporting `name` as the provider name (e.g. `access_key` for a
+    /// store's AccessKey Secret).
+    ///
+    /// # Errors
+    /// [`CredentialsError::Invalid`] (naming `name` as the source).
+    pub fn with_name(
+        credentials: Credentials,
+        name: &'static str,
+    ) -> Result<Self, CredentialsError> {
         check_field(name, "AccessKeyId", &credentials.access_key_id)?;
         check_field(
             name,

@@ -14,6 +14,12 @@
 //! | `POST /v1/secrets/{name}/versions` | [`NewVersion`] | add a version (rotation) |
 //! | `PUT /v1/secrets/{name}/stages/{stage}` | `{"version_id": "v2"}` | move a stage |
 //! | `POST /v1/sts/expire` | | expire every STS session issued so far |
+//! | `POST /v1/oidc/token` | [`MintTokenRequest`] | `{"token": "<JWT>"}` signed with the TEST ONLY key |
+//! | `GET /v1/oidc/jwks` | | the TEST ONLY key as a JWKS |
+//! | `POST /v1/roles/revoke` | [`RevokeRole`] | revoke a role (`delete` or `deny`) |
+//! | `POST /v1/roles/restore` | `{"role_arn": "..."}` | undo a revocation |
+//! | `GET /v1/metadata` | | the metadata server's [`MetadataMode`] |
+//! | `PUT /v1/metadata` | [`MetadataMode`] | `{"mode": "up"}`, `{"mode": "down"}`, `{"mode": "error", "status": 503}` |
 //!
 //! Errors are `{"error": "<message>"}` with 400, 404 or 409.
 
@@ -28,6 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use super::counters::CounterSnapshot;
 use super::faults::FaultRule;
+use super::identity::{MetadataMode, RevokeRole};
+use super::oidc::MintTokenRequest;
 use super::seed::{SeedData, SeedSecret};
 use super::state::{AdminError, State, lock};
 
@@ -74,6 +82,12 @@ pub struct FaultList {
 #[serde(deny_unknown_fields)]
 struct MoveStage {
     version_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRole {
+    role_arn: String,
 }
 
 impl State {
@@ -207,6 +221,37 @@ pub(crate) fn admin_router(state: Arc<State>) -> Router {
                 let n = s.expire_sts_sessions();
                 Json(serde_json::json!({ "expired": n }))
             }),
+        )
+        .route(
+            "/v1/oidc/token",
+            post(|AxumState(s): Shared, Json(r): Json<MintTokenRequest>| async move {
+                let token = s.mint_oidc_token(&r).map_err(ApiError)?;
+                Ok::<_, ApiError>(Json(serde_json::json!({ "token": token })))
+            }),
+        )
+        .route("/v1/oidc/jwks", get(|AxumState(s): Shared| async move { Json(s.oidc_jwks()) }))
+        .route(
+            "/v1/roles/revoke",
+            post(|AxumState(s): Shared, Json(r): Json<RevokeRole>| async move {
+                s.revoke_role(&r.role_arn, r.mode).map_err(ApiError)?;
+                Ok::<_, ApiError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/roles/restore",
+            post(|AxumState(s): Shared, Json(r): Json<RestoreRole>| async move {
+                s.restore_role(&r.role_arn).map_err(ApiError)?;
+                Ok::<_, ApiError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/metadata",
+            get(|AxumState(s): Shared| async move { Json(s.metadata_mode()) }).put(
+                |AxumState(s): Shared, Json(m): Json<MetadataMode>| async move {
+                    s.set_metadata_mode(m).map_err(ApiError)?;
+                    Ok::<_, ApiError>(StatusCode::NO_CONTENT)
+                },
+            ),
         )
         .with_state(state)
 }

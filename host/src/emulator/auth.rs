@@ -35,6 +35,13 @@ impl Caller {
                 .keys
                 .get(access_key_id)
                 .and_then(|k| k.allowed_secrets.clone()),
+            // A deleted role's sessions lose every permission.
+            Self::Role { role_arn, .. }
+                if state.identity.revocation(role_arn)
+                    == Some(super::identity::Revocation::Delete) =>
+            {
+                Some(Vec::new())
+            }
             Self::Role { role_arn, .. } => state
                 .roles
                 .get(&role_arn.to_ascii_lowercase())

@@ -24,6 +24,10 @@ pub struct CounterSnapshot {
     pub faults_injected: u64,
     /// Requests that passed authentication, per signature version (`v1`, `v3`).
     pub authenticated_by_signature: BTreeMap<String, u64>,
+    /// Requests to the ECS metadata listener per endpoint (`token`, `role-name`,
+    /// `credentials`, `other`), counted before its fault mode applies.
+    #[serde(default)]
+    pub metadata_requests: BTreeMap<String, u64>,
 }
 
 impl CounterSnapshot {
@@ -60,6 +64,18 @@ impl CounterSnapshot {
         *self
             .authenticated_by_signature
             .entry(version.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Metadata requests to `endpoint`.
+    pub fn metadata(&self, endpoint: &str) -> u64 {
+        self.metadata_requests.get(endpoint).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn record_metadata(&mut self, endpoint: &str) {
+        *self
+            .metadata_requests
+            .entry(endpoint.to_owned())
             .or_default() += 1;
     }
 

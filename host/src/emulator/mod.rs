@@ -1,16 +1,19 @@
-//! `kmsync emulator`: a signature-checking stand-in for Alibaba Cloud KMS and STS, for local
-//! development and tests (CLI, or in-process from Rust tests).
+//! `kmsync emulator`: a signature-checking stand-in for Alibaba Cloud KMS and STS (and the ECS
+//! metadata server), for local development and tests (CLI, or in-process from Rust tests).
 //!
 //! ```text
 //!  service listener (http or https, 127.0.0.1:<port>)          admin listener (http)
 //!    GET|POST /  ─ count ─ faults ─ dispatch by Version          /v1/counters, /v1/faults,
-//!                                    │                            /v1/secrets/..., /v1/sts/expire
-//!                     ┌──────────────┴─────────────┐
-//!               2016-01-20 KmsService      2015-04-01 StsService     (OOS, ECS metadata and the
-//!                     └──── auth: V1 / V3, ±15 min, nonce, STS token ┘  KMS instance API plug in
-//!                                    │                                 here later: service.rs)
-//!                               State (seed, versions, sessions, counters, faults)
+//!                                    │                            /v1/secrets/..., /v1/sts/expire,
+//!                     ┌──────────────┴─────────────┐              /v1/oidc/..., /v1/roles/...,
+//!               2016-01-20 KmsService      2015-04-01 StsService  /v1/metadata
+//!                     └──── auth: V1 / V3, ±15 min, nonce, STS token ┘  (AssumeRoleWithOIDC:
+//!                                    │                                  unsigned, JWT checks)
+//!                               State (seed, versions, sessions, counters, faults, identity)
+//!                                    │
+//!  metadata listener (optional, http): /latest/api/token, /latest/meta-data/ram/...
 //! ```
+//! OOS and the KMS instance API plug in through `service.rs`.
 //!
 //! In Rust tests:
 //! ```no_run
@@ -29,8 +32,11 @@ mod admin;
 mod auth;
 mod counters;
 mod faults;
+mod identity;
 mod instance;
 mod kms;
+mod metadata;
+mod oidc;
 mod oos;
 mod protocol;
 mod seed;
@@ -52,9 +58,12 @@ use url::Url;
 pub use admin::{FaultList, NewVersion};
 pub use counters::CounterSnapshot;
 pub use faults::{FaultKind, FaultRule};
+pub use identity::{MetadataMode, Revocation, RevokeRole};
+pub use oidc::{MintTokenRequest, TEST_KEY_ID};
 pub use seed::{
     ACS_CURRENT, ACS_PREVIOUS, Seed, SeedAccessKey, SeedClientKey, SeedData, SeedError,
-    SeedOosParameter, SeedRole, SeedRotation, SeedSecret, SeedVersion, VersionData,
+    SeedInstanceRole, SeedOidcProvider, SeedOidcTrust, SeedOosParameter, SeedRole, SeedRotation,
+    SeedSecret, SeedVersion, VersionData,
 };
 pub use state::{AdminError, State};
 pub use sts::STS_API_VERSION;
@@ -92,6 +101,7 @@ impl Emulator {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
+            metadata_listen: None,
         }
     }
 }
@@ -103,9 +113,17 @@ pub struct EmulatorBuilder {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     tls: bool,
+    metadata_listen: Option<SocketAddr>,
 }
 
 impl EmulatorBuilder {
+    /// Also serve the ECS instance metadata endpoints (plain HTTP) on `addr` (port 0 picks a
+    /// free port); see [`EmulatorHandle::metadata_url`].
+    pub fn metadata_listen(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metadata_listen = addr;
+        self
+    }
+
     /// Address of the KMS/STS listener (port 0 picks a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
@@ -196,6 +214,33 @@ impl EmulatorBuilder {
                 }
             }
         });
+        let mut serve_tasks = vec![service_task, admin_task];
+        let mut metadata_url = None;
+        let mut accept_tasks = vec![accept_task];
+        if let Some(addr) = self.metadata_listen {
+            let tcp = bind(addr).await?;
+            let local = tcp
+                .local_addr()
+                .map_err(|source| EmulatorError::Bind { addr, source })?;
+            let (listener, task) = server::EmuListener::start(tcp, None)
+                .map_err(|source| EmulatorError::Bind { addr, source })?;
+            accept_tasks.push(task);
+            let router = metadata::metadata_router(state.clone());
+            let signal = signal(shutdown_tx.subscribe());
+            serve_tasks.push(tokio::spawn(async move {
+                let make = router.into_make_service_with_connect_info::<server::ConnMeta>();
+                if let Err(err) = axum::serve(listener, make)
+                    .with_graceful_shutdown(signal)
+                    .await
+                {
+                    tracing::warn!(error = %err, "emulator metadata listener stopped");
+                }
+            }));
+            metadata_url = Some(
+                Url::parse(&format!("http://{local}/"))
+                    .expect("a socket address makes a valid URL"),
+            );
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = |scheme: &str, addr: SocketAddr| {
             Url::parse(&format!("{scheme}://{addr}/")).expect("a socket address makes a valid URL")
@@ -204,10 +249,11 @@ impl EmulatorBuilder {
             service_url: url(scheme, service_addr),
             admin_url: url("http", admin_addr),
             ca_pem: tls.map(|t| t.ca_pem),
+            metadata_url,
             state,
             shutdown: shutdown_tx,
-            accept_task,
-            serve_tasks: vec![service_task, admin_task],
+            accept_tasks,
+            serve_tasks,
         })
     }
 }
@@ -218,9 +264,10 @@ pub struct EmulatorHandle {
     service_url: Url,
     admin_url: Url,
     ca_pem: Option<String>,
+    metadata_url: Option<Url>,
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
-    accept_task: JoinHandle<()>,
+    accept_tasks: Vec<JoinHandle<()>>,
     serve_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -264,6 +311,20 @@ impl EmulatorHandle {
         &self.admin_url
     }
 
+    /// URL of the ECS metadata server (`http://127.0.0.1:<port>/`), when enabled.
+    pub fn metadata_url(&self) -> Option<&Url> {
+        self.metadata_url.as_ref()
+    }
+
+    /// A JWT for `request` signed with the built-in TEST ONLY key (see
+    /// [`State::mint_oidc_token`]).
+    ///
+    /// # Errors
+    /// [`AdminError::OidcProviderNotFound`].
+    pub fn mint_oidc_token(&self, request: &MintTokenRequest) -> Result<String, AdminError> {
+        self.state.mint_oidc_token(request)
+    }
+
     /// The CA certificate (PEM) to pin, when serving TLS.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
@@ -282,7 +343,9 @@ impl EmulatorHandle {
     /// Stops both listeners, letting in-flight requests finish for up to 2 seconds.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        self.accept_task.abort();
+        for task in &self.accept_tasks {
+            task.abort();
+        }
         for task in std::mem::take(&mut self.serve_tasks) {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), task)
@@ -298,7 +361,9 @@ impl EmulatorHandle {
 impl Drop for EmulatorHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        self.accept_task.abort();
+        for task in &self.accept_tasks {
+            task.abort();
+        }
         for task in &self.serve_tasks {
             task.abort();
         }

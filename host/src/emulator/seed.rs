@@ -116,6 +116,12 @@ pub struct Seed {
     /// OOS encrypted parameters.
     #[serde(default)]
     pub oos_parameters: Vec<SeedOosParameter>,
+    /// OIDC identity providers for STS `AssumeRoleWithOIDC` (RRSA).
+    #[serde(default)]
+    pub oidc_providers: Vec<SeedOidcProvider>,
+    /// The role the ECS metadata server hands out (`--metadata-listen`).
+    #[serde(default)]
+    pub instance_role: Option<SeedInstanceRole>,
 }
 
 impl Default for Seed {
@@ -128,8 +134,68 @@ impl Default for Seed {
             secrets: Vec::new(),
             client_keys: Vec::new(),
             oos_parameters: Vec::new(),
+            oidc_providers: Vec::new(),
+            instance_role: None,
         }
     }
+}
+
+fn default_client_ids() -> Vec<String> {
+    vec![crate::api::DEFAULT_TOKEN_AUDIENCE.to_owned()]
+}
+fn any_subject() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+fn default_min_session() -> u64 {
+    900
+}
+
+/// A RAM OIDC identity provider (e.g. an ACK cluster's RRSA provider).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedOidcProvider {
+    /// `acs:ram::<account>:oidc-provider/<name>`.
+    pub arn: String,
+    /// The issuer URL tokens must carry in `iss`.
+    pub issuer: String,
+    /// Accepted audiences (`aud`), default `["sts.aliyuncs.com"]`.
+    #[serde(default = "default_client_ids")]
+    pub client_ids: Vec<String>,
+    /// Public keys as a JWKS object (`{"keys": [{"kty": "RSA", "n", "e", "kid"}]}`). Absent:
+    /// the emulator's built-in TEST ONLY key, with which the admin API mints tokens.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+}
+
+/// Who may assume a role with an OIDC token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedOidcTrust {
+    /// The OIDC provider ARN (must be in `oidc_providers`).
+    pub provider: String,
+    /// Token subjects (`sub`) allowed: exact, or prefixes ending in `*`
+    /// (`system:serviceaccount:team-a:*`). Default `["*"]`: any subject of the provider.
+    #[serde(default = "any_subject")]
+    pub subjects: Vec<String>,
+}
+
+/// The ECS instance role served by the metadata server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedInstanceRole {
+    /// The role (must be in `roles`); the metadata server reports its name.
+    pub role_arn: String,
+    /// Lifetime of the credentials it hands out, in seconds (default 3600; at least the role's
+    /// `min_session_duration`). A new set is issued once less than half of it remains.
+    #[serde(default = "default_session")]
+    pub session_duration: u64,
+    /// Refuse requests without an IMDSv2 token (IMDSv1 disabled).
+    #[serde(default)]
+    pub require_token: bool,
+    /// Act like a server without IMDSv2: `PUT /latest/api/token` answers 404 (clients must
+    /// fall back to requests without a token).
+    #[serde(default)]
+    pub tokens_unsupported: bool,
 }
 
 /// An AccessKey pair of a RAM user. `Debug` omits the secret.
@@ -160,6 +226,17 @@ pub struct SeedRole {
     /// Longest `DurationSeconds` accepted, in seconds (900–43200, default 3600).
     #[serde(default = "default_session")]
     pub max_session_duration: u64,
+    /// Shortest `DurationSeconds` accepted, in seconds: 900 like STS (default), or lower
+    /// (down to 1) — TEST ONLY, so that tests can watch credentials expire.
+    #[serde(default = "default_min_session")]
+    pub min_session_duration: u64,
+    /// Roles that sessions of this role may assume with `AssumeRole` (role chaining, e.g. a
+    /// `remoteRamRoleARN` hop).
+    #[serde(default)]
+    pub assumable_roles: Vec<String>,
+    /// OIDC providers (and subjects) trusted to assume this role with `AssumeRoleWithOIDC`.
+    #[serde(default)]
+    pub oidc_trust: Vec<SeedOidcTrust>,
 }
 
 /// The value of one version: exactly one of `text`, `json` (stored as its JSON text) or
@@ -551,10 +628,17 @@ impl Seed {
                     "max_session_duration must be 900 to 43200 seconds",
                 ));
             }
+            if !(1..=900).contains(&role.min_session_duration) {
+                return Err(invalid(
+                    what,
+                    "min_session_duration must be 1 to 900 seconds",
+                ));
+            }
             if !role_arns.insert(role.arn.to_ascii_lowercase()) {
                 return Err(invalid(what, "is defined twice"));
             }
         }
+        self.validate_identity(&role_arns)?;
         let mut key_ids = HashSet::new();
         for key in &self.access_keys {
             let what = format!("access key {:?}", key.id);
@@ -612,6 +696,71 @@ impl Seed {
                 return Err(invalid(
                     format!("secret {:?}", secret.name),
                     "is defined twice",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Seed {
+    /// Checks OIDC providers, role chaining and trust, and the instance role.
+    fn validate_identity(&self, role_arns: &HashSet<String>) -> Result<(), SeedError> {
+        let mut providers = HashSet::new();
+        for p in &self.oidc_providers {
+            let what = format!("oidc provider {:?}", p.arn);
+            let prefix = format!("acs:ram::{}:oidc-provider/", self.account_id);
+            if !p.arn.starts_with(&prefix) || p.arn.len() == prefix.len() {
+                return Err(invalid(what, format!("ARN must look like {prefix}<name>")));
+            }
+            if p.issuer.is_empty() || p.client_ids.is_empty() {
+                return Err(invalid(what, "issuer and client_ids must not be empty"));
+            }
+            if let Some(jwks) = &p.jwks {
+                super::oidc::keys_from_jwks(jwks).map_err(|reason| invalid(&what, reason))?;
+            }
+            if !providers.insert(p.arn.to_ascii_lowercase()) {
+                return Err(invalid(what, "is defined twice"));
+            }
+        }
+        for role in &self.roles {
+            let what = format!("role {:?}", role.arn);
+            for target in &role.assumable_roles {
+                if !role_arns.contains(&target.to_ascii_lowercase()) {
+                    return Err(invalid(
+                        &what,
+                        format!("may assume {target:?}, which is not in roles"),
+                    ));
+                }
+            }
+            for trust in &role.oidc_trust {
+                if !providers.contains(&trust.provider.to_ascii_lowercase()) {
+                    return Err(invalid(
+                        &what,
+                        format!(
+                            "trusts {:?}, which is not in oidc_providers",
+                            trust.provider
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(ir) = &self.instance_role {
+            let what = "instance_role";
+            let Some(role) = self
+                .roles
+                .iter()
+                .find(|r| r.arn.eq_ignore_ascii_case(&ir.role_arn))
+            else {
+                return Err(invalid(
+                    what,
+                    format!("role {:?} is not in roles", ir.role_arn),
+                ));
+            };
+            if ir.session_duration < role.min_session_duration || ir.session_duration > 43200 {
+                return Err(invalid(
+                    what,
+                    "session_duration must be between the role's min_session_duration and 43200",
                 ));
             }
         }
@@ -740,6 +889,34 @@ secrets:
             (
                 "oos_parameters: [{name: p, value: a}, {name: p, value: b}]",
                 "is defined twice",
+            ),
+            (
+                "roles: [{arn: 'acs:ram::1234567890123456:role/x', min_session_duration: 0}]",
+                "min_session_duration must be 1 to 900",
+            ),
+            (
+                "roles: [{arn: 'acs:ram::1234567890123456:role/x', assumable_roles: [nope]}]",
+                "may assume \"nope\", which is not in roles",
+            ),
+            (
+                "roles: [{arn: 'acs:ram::1234567890123456:role/x', oidc_trust: [{provider: p}]}]",
+                "not in oidc_providers",
+            ),
+            (
+                "oidc_providers: [{arn: 'acs:ram::1:oidc-provider/p', issuer: i}]",
+                "ARN must look like acs:ram::1234567890123456:oidc-provider/",
+            ),
+            (
+                "oidc_providers: [{arn: 'acs:ram::1234567890123456:oidc-provider/p', issuer: i, jwks: {keys: []}}]",
+                "jwks has no RSA key",
+            ),
+            (
+                "instance_role: {role_arn: 'acs:ram::1234567890123456:role/none'}",
+                "is not in roles",
+            ),
+            (
+                "roles: [{arn: 'acs:ram::1234567890123456:role/x'}]\ninstance_role: {role_arn: 'acs:ram::1234567890123456:role/x', session_duration: 60}",
+                "session_duration must be between",
             ),
         ];
         for (yaml, needle) in cases {

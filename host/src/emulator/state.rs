@@ -50,15 +50,38 @@ pub enum AdminError {
     /// An invalid secret or version definition.
     #[error(transparent)]
     InvalidSeed(#[from] SeedError),
+    /// No role with that ARN.
+    #[error("role {arn:?} does not exist")]
+    RoleNotFound {
+        /// Role ARN.
+        arn: String,
+    },
+    /// No OIDC provider with that ARN.
+    #[error("OIDC provider {arn:?} does not exist")]
+    OidcProviderNotFound {
+        /// Provider ARN.
+        arn: String,
+    },
+    /// An invalid metadata mode.
+    #[error("invalid metadata mode: {reason}")]
+    InvalidMetadataMode {
+        /// Problem.
+        reason: &'static str,
+    },
 }
 
 impl AdminError {
     /// HTTP status for the admin API.
     pub fn status(&self) -> u16 {
         match self {
-            Self::SecretNotFound { .. } | Self::VersionNotFound { .. } => 404,
+            Self::SecretNotFound { .. }
+            | Self::VersionNotFound { .. }
+            | Self::RoleNotFound { .. }
+            | Self::OidcProviderNotFound { .. } => 404,
             Self::AlreadyExists { .. } => 409,
-            Self::InvalidFault { .. } | Self::InvalidSeed(_) => 400,
+            Self::InvalidFault { .. } | Self::InvalidSeed(_) | Self::InvalidMetadataMode { .. } => {
+                400
+            }
         }
     }
 }
@@ -75,6 +98,11 @@ pub(crate) struct Role {
     pub arn: String,
     pub allowed_secrets: Option<Vec<String>>,
     pub max_session_duration: u64,
+    pub min_session_duration: u64,
+    /// Lower-cased ARNs sessions of this role may assume.
+    pub assumable_roles: Vec<String>,
+    /// `(lower-cased provider ARN, subject patterns)`.
+    pub oidc_trust: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +247,8 @@ pub struct State {
     pub(crate) client_keys: HashMap<String, InstanceKey>,
     /// OOS encrypted parameters by name.
     pub(crate) oos_parameters: BTreeMap<String, OosParameter>,
+    /// OIDC providers, role revocations, the instance role and the metadata server.
+    pub(crate) identity: super::identity::Identity,
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked handler must not wedge the emulator).
@@ -262,6 +292,17 @@ impl State {
                         arn: r.arn.clone(),
                         allowed_secrets: r.allowed_secrets.clone(),
                         max_session_duration: r.max_session_duration,
+                        min_session_duration: r.min_session_duration,
+                        assumable_roles: r
+                            .assumable_roles
+                            .iter()
+                            .map(|a| a.to_ascii_lowercase())
+                            .collect(),
+                        oidc_trust: r
+                            .oidc_trust
+                            .iter()
+                            .map(|t| (t.provider.to_ascii_lowercase(), t.subjects.clone()))
+                            .collect(),
                     },
                 )
             })
@@ -290,6 +331,7 @@ impl State {
             faults: Mutex::new(FaultState::default()),
             client_keys,
             oos_parameters,
+            identity: super::identity::Identity::from_seed(seed),
         })
     }
 
