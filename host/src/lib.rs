@@ -3,10 +3,19 @@
 //! Dependencies point one way (see `docs/development.md`):
 //!
 //! ```text
-//! value, api  <-  alibaba, kms, credentials, rules  <-  sync (pure)  <-  controller  <-  cli
+//! value, api  <-  alibaba, kms, dkms, oos, credentials, rules  <-  fetch, sync (pure)
+//!             <-  controller  <-  cli
 //!                 emulator (a stand-in for the cloud side, used by cli and tests)
 //! ```
 
+pub mod alibaba;
+pub mod api;
 pub mod cli;
+pub mod credentials;
+pub mod dkms;
+pub mod emulator;
+pub mod fetch;
+pub mod kms;
+pub mod oos;
 pub mod rules;
 pub mod value;
