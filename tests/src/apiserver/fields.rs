@@ -281,7 +281,8 @@ pub fn field_set(
     ) {
         match v {
             Value::Object(m) if !schema.map_is_atomic() => {
-                if m.is_empty() || maps {
+                // `metadata` itself is never owned, only fields below it.
+                if m.is_empty() || (maps && names.as_slice() != ["metadata"]) {
                     node.member = true;
                 }
                 for (k, child) in m {

@@ -391,7 +391,7 @@ pub fn builtins() -> Vec<ResourceType> {
         "Event",
         "events",
         true,
-        &["ev"],
+        &[],
         Behaviour::EventsV1Event,
         event_columns,
     );
