@@ -70,7 +70,18 @@ pub fn json_patch(doc: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let patch: json_patch::Patch = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &patch.0).map_err(|e| unprocessable(e.to_string()))?;
+    for op in &patch.0 {
+        // Like evanphx/json-patch (which kube-apiserver uses), `test` of `null` succeeds on a
+        // missing path; kube-runtime's finalizer helper relies on this.
+        if let json_patch::PatchOperation::Test(t) = op
+            && t.value.is_null()
+            && t.path.resolve(&out).is_err()
+        {
+            continue;
+        }
+        json_patch::patch(&mut out, std::slice::from_ref(op))
+            .map_err(|e| unprocessable(e.to_string()))?;
+    }
     Ok(out)
 }
 
@@ -316,6 +327,12 @@ mod tests {
         assert_eq!(e.code, 422);
         let ok = json_patch(&doc, br#"[{"op": "add", "path": "/data/b", "value": "2"}]"#).unwrap();
         assert_eq!(ok["data"]["b"], "2");
+        let ok = json_patch(
+            &doc,
+            br#"[{"op": "test", "path": "/metadata/finalizers", "value": null}, {"op": "add", "path": "/metadata", "value": {"finalizers": ["f"]}}]"#,
+        )
+        .unwrap();
+        assert_eq!(ok["metadata"]["finalizers"], json!(["f"]));
         assert_eq!(json_patch(&doc, b"{").unwrap_err().code, 400);
     }
 }
