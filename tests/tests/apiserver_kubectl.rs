@@ -1,0 +1,455 @@
+//! The fake apiserver checked against a client nobody here wrote: `kubectl`, run as a
+//! subprocess with the kubeconfig the handle writes. These tests need `kubectl` on `PATH` (or
+//! in `$KUBECTL`) and fail loudly without it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{eventually, start};
+use kmsync_tests::apiserver::Handle;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+/// kubectl pointed at one fake apiserver, with its own discovery cache.
+struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// What a kubectl run printed.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn kubectl_binary() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
+}
+
+impl Kubectl {
+    fn new(h: &Handle) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        h.write_kubeconfig(&kubeconfig).expect("kubeconfig written");
+        let cache = dir.path().join("cache");
+        Kubectl {
+            kubeconfig,
+            cache,
+            _dir: dir,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(kubectl_binary());
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        c.env_remove("KUBECONFIG").kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None).await
+    }
+
+    async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut c = self.command(args);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap_or_else(|e| {
+            panic!("cannot run {}: {e}; these tests need a real kubectl (the machine image ships one; Debian: kubernetes-client)", kubectl_binary())
+        });
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin piped");
+            pipe.write_all(input.as_bytes())
+                .await
+                .expect("stdin written");
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finished")
+            .expect("kubectl ran");
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args).await;
+        assert!(r.ok, "kubectl {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+        r.stdout
+    }
+}
+
+fn widgets(client: &kube::Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    Api::default_namespaced_with(client.clone(), &ApiResource::from_gvk(&gvk))
+}
+
+const WIDGET: &str = "apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w1
+  labels: {app: demo}
+spec:
+  size: 3
+  color: red
+";
+
+/// Splits `kubectl get` output into rows of whitespace-separated cells.
+fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn kubectl_gets_builtins_and_custom_resources_through_discovery() {
+    let (h, _client) = start(common::config()).await;
+    let k = Kubectl::new(&h);
+    k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
+        .await;
+    let out = k.ok(&["get", "widgets"]).await;
+    let r = rows(&out);
+    assert_eq!(r[0], ["NAME", "SIZE", "READY", "AGE"]);
+    assert_eq!(&r[1][..2], ["w1", "3"]);
+    let out = k
+        .ok(&[
+            "get",
+            "wg",
+            "w1",
+            "-o",
+            "jsonpath={.spec.size} {.metadata.labels.app}",
+        ])
+        .await;
+    assert_eq!(out, "3 demo");
+    let out = k.ok(&["get", "namespaces"]).await;
+    let names: Vec<String> = rows(&out)
+        .into_iter()
+        .skip(1)
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    assert_eq!(rows(&out)[0], ["NAME", "STATUS", "AGE"]);
+    let out = k.ok(&["get", "crd"]).await;
+    assert!(
+        out.contains("widgets.example.com") && out.contains("CREATED AT"),
+        "{out}"
+    );
+    let out = k.ok(&["get", "gadgets"]).await;
+    assert!(out.is_empty(), "{out}");
+    let out = k.ok(&["api-resources", "--api-group=example.com"]).await;
+    assert!(
+        out.contains("widgets") && out.contains("wg") && out.contains("Widget"),
+        "{out}"
+    );
+    let missing = k.run(&["get", "widget", "nope"]).await;
+    assert!(!missing.ok);
+    assert!(
+        missing
+            .stderr
+            .contains(r#"widgets.example.com "nope" not found"#),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        h.requests()
+            .iter()
+            .any(|r| r.path == "/openapi/v3" || r.path == "/api"),
+        "kubectl used discovery"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_get_watch_streams_a_change() {
+    let (h, client) = start(common::config()).await;
+    let k = Kubectl::new(&h);
+    k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
+        .await;
+    let mut child = k
+        .command(&["get", "widgets", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("kubectl printed a line")
+            .expect("read")
+            .expect("kubectl still running")
+    };
+    assert_eq!(
+        next().await.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "SIZE", "READY", "AGE"]
+    );
+    assert!(next().await.starts_with("w1 "));
+    // The watch request is open once kubectl has printed the list; change the object.
+    eventually(20, "kubectl's watch", || async {
+        h.requests()
+            .iter()
+            .any(|r| r.verb == "watch" && r.resource == "widgets")
+            .then_some(())
+    })
+    .await;
+    widgets(&client)
+        .patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 7}})),
+        )
+        .await
+        .unwrap();
+    let changed = next().await;
+    assert_eq!(
+        changed.split_whitespace().take(2).collect::<Vec<_>>(),
+        ["w1", "7"],
+        "{changed}"
+    );
+    child.kill().await.expect("kubectl stopped");
+}
+
+#[tokio::test]
+async fn kubectl_server_side_apply_conflicts_with_another_manager_until_forced() {
+    let (h, client) = start(common::config()).await;
+    let k = Kubectl::new(&h);
+    let r = k
+        .run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
+        .await;
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "widget.example.com/w1 serverside-applied");
+    let changed = WIDGET.replace("size: 3", "size: 4");
+    let r = k
+        .run_with_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "other",
+                "-f",
+                "-",
+            ],
+            Some(&changed),
+        )
+        .await;
+    assert!(!r.ok);
+    assert!(
+        r.stderr
+            .contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.size"#),
+        "{}",
+        r.stderr
+    );
+    let r = k
+        .run_with_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "other",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&changed),
+        )
+        .await;
+    assert!(r.ok, "{}", r.stderr);
+    let w = widgets(&client).get("w1").await.unwrap();
+    assert_eq!(w.data["spec"]["size"], 4);
+    let managers: Vec<String> = w
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["kubectl", "other"]);
+    let apply = h
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == "patch" && r.field_manager.as_deref() == Some("other"))
+        .unwrap();
+    assert_eq!(
+        apply.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+
+    // Secrets through apply: stringData lands in data.
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  user: admin\n";
+    let r = k
+        .run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(secret))
+        .await;
+    assert!(r.ok, "{}", r.stderr);
+    let out = k
+        .ok(&["get", "secret", "creds", "-o", "jsonpath={.data.user}"])
+        .await;
+    assert_eq!(out, "YWRtaW4=");
+    let out = k.ok(&["get", "secrets"]).await;
+    assert_eq!(rows(&out)[0], ["NAME", "TYPE", "DATA", "AGE"]);
+    assert_eq!(&rows(&out)[1][..3], ["creds", "Opaque", "1"]);
+}
+
+#[tokio::test]
+async fn kubectl_patches_and_deletes() {
+    let (h, client) = start(common::config()).await;
+    let k = Kubectl::new(&h);
+    k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
+        .await;
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  labels: {a: '1'}\ndata:\n  k: dg==\n";
+    k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(secret))
+        .await;
+    // Strategic merge patch (kubectl's default) on a built-in type.
+    let out = k
+        .ok(&[
+            "patch",
+            "secret",
+            "s",
+            "-p",
+            r#"{"metadata":{"labels":{"a":null,"b":"2"}}}"#,
+        ])
+        .await;
+    assert_eq!(out.trim(), "secret/s patched");
+    assert_eq!(
+        k.ok(&["get", "secret", "s", "-o", "jsonpath={.metadata.labels}"])
+            .await,
+        r#"{"b":"2"}"#
+    );
+    // Custom resources refuse strategic merge patch, as a real cluster does.
+    let r = k
+        .run(&["patch", "widget", "w1", "-p", r#"{"spec":{"size":5}}"#])
+        .await;
+    assert!(!r.ok);
+    assert!(
+        r.stderr
+            .contains("the body of the request was in an unknown format"),
+        "{}",
+        r.stderr
+    );
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/color","value":"blue"}]"#,
+    ])
+    .await;
+    let w = widgets(&client).get("w1").await.unwrap();
+    assert_eq!(
+        (
+            w.data["spec"]["size"].as_i64(),
+            w.data["spec"]["color"].as_str()
+        ),
+        (Some(5), Some("blue"))
+    );
+    assert_eq!(w.metadata.generation, Some(3));
+    let r = k
+        .run(&[
+            "patch",
+            "widget",
+            "w1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"color":"pink"}}"#,
+        ])
+        .await;
+    assert!(!r.ok);
+    assert!(r.stderr.contains("Unsupported value"), "{}", r.stderr);
+
+    let out = k.ok(&["delete", "widget", "w1"]).await;
+    assert_eq!(out.trim(), r#"widget.example.com "w1" deleted"#);
+    assert!(widgets(&client).get_opt("w1").await.unwrap().is_none());
+    let out = k.ok(&["delete", "secret", "s"]).await;
+    assert_eq!(out.trim(), r#"secret "s" deleted"#);
+    let delete = h
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == "delete" && r.resource == "secrets")
+        .unwrap();
+    assert_eq!(
+        (
+            delete.namespace.as_str(),
+            delete.name.as_str(),
+            delete.status
+        ),
+        ("default", "s", 200)
+    );
+}
+
+#[tokio::test]
+async fn kubectl_wait_returns_when_the_condition_is_ready() {
+    let (h, client) = start(common::config()).await;
+    let k = Kubectl::new(&h);
+    k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
+        .await;
+    let waiter = k
+        .command(&[
+            "wait",
+            "--for=condition=Ready",
+            "widget/w1",
+            "--timeout=30s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    eventually(20, "kubectl wait to watch", || async {
+        h.requests()
+            .iter()
+            .any(|r| r.verb == "watch" && r.resource == "widgets")
+            .then_some(())
+    })
+    .await;
+    let status =
+        json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Done"}]}});
+    widgets(&client)
+        .patch_status("w1", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(40), waiter.wait_with_output())
+        .await
+        .expect("wait finished")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "widget.example.com/w1 condition met"
+    );
+}
