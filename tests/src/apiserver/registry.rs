@@ -512,14 +512,6 @@ impl State {
                     validation::apply_defaults(obj, schema);
                 }
             }
-            Behaviour::CoreEvent | Behaviour::EventsV1Event => {
-                if obj.get("count").is_none()
-                    && obj.get("series").is_none()
-                    && obj.get("eventTime").is_none_or(Value::is_null)
-                {
-                    obj["count"] = json!(1);
-                }
-            }
             _ => {}
         }
         Ok(())
@@ -1325,11 +1317,7 @@ impl State {
     }
 
     /// LIST: selectors, paging; returns `(items, list metadata)` with items as stored.
-    pub fn list(
-        &self,
-        t: &Target,
-        q: &ListQuery,
-    ) -> Result<(Vec<Arc<Value>>, Map<String, Value>), ApiError> {
+    pub fn list(&self, t: &Target, q: &ListQuery) -> Result<ListPage, ApiError> {
         let labels = LabelSelector::parse(&q.label_selector)?;
         let fields_sel = FieldSelector::parse(&q.field_selector, &t.rt.selectable_fields)?;
         let (at, start) = self.list_revision(q)?;
@@ -1598,6 +1586,9 @@ impl State {
         self.remove_now(&rt, ns, now).map(|_| ())
     }
 }
+
+/// One page of a list: the items (as stored) and the list metadata.
+pub type ListPage = (Vec<Arc<Value>>, Map<String, Value>);
 
 /// The list parameters of the query string.
 #[derive(Debug, Clone, Default)]

@@ -196,6 +196,7 @@ fn column(name: &str, type_: &str, priority: i64, description: &str) -> Column {
 const NAME_DOC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 const AGE_DOC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
+#[allow(clippy::too_many_arguments)]
 fn builtin(
     group: &str,
     version: &str,
@@ -598,12 +599,11 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, ApiError> {
             served.push(info);
         }
     }
-    // Discovery orders versions by kube-aware priority; the storage version first is what
-    // clients need for the preferred version.
+    // Discovery orders versions by kube-aware priority; the first is the preferred version.
     if let Some(st) = storage_first {
         served.insert(0, st);
     }
-    served.sort_by(|a, b| version_priority(&b.name).cmp(&version_priority(&a.name)));
+    served.sort_by_key(|v| std::cmp::Reverse(version_priority(&v.name)));
     if served.is_empty() {
         return Err(invalid(vec![Cause::invalid(
             "spec.versions",
@@ -775,7 +775,7 @@ impl Registry {
             }
         }
         for (_, versions) in &mut out {
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }
@@ -789,7 +789,7 @@ mod tests {
     #[test]
     fn version_priority_orders_like_kubernetes() {
         let mut v = vec!["v1alpha1", "v2", "v1beta2", "v1", "v1beta1", "foo"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|s| std::cmp::Reverse(version_priority(s)));
         assert_eq!(v, ["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
     }
 

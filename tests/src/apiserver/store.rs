@@ -54,6 +54,9 @@ pub struct Change {
     pub prev: Option<Arc<Value>>,
 }
 
+/// Changes after a resourceVersion, and a receiver for the ones after them.
+pub type Subscription = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+
 /// Namespace (`""` when cluster-scoped) and name.
 pub type ObjectKey = (String, String);
 
@@ -223,10 +226,7 @@ impl Store {
 
     /// Changes after `rv` (exclusive) plus a receiver for later ones, taken atomically so
     /// no change is missed or duplicated; `410 Expired` if `rv` was compacted.
-    pub fn subscribe_from(
-        &self,
-        rv: u64,
-    ) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), ApiError> {
+    pub fn subscribe_from(&self, rv: u64) -> Result<Subscription, ApiError> {
         if rv < self.compacted {
             return Err(ApiError::expired(format!(
                 "too old resource version: {rv} ({})",

@@ -237,21 +237,15 @@ pub fn secret_causes(obj: &Value, sizes: &[(String, usize)], old: Option<&Value>
                 }
             }
         },
-        "kubernetes.io/dockercfg" => {
-            if !has(".dockercfg") {
-                out.push(Cause::required("data[.dockercfg]", ""));
-            }
+        "kubernetes.io/dockercfg" if !has(".dockercfg") => {
+            out.push(Cause::required("data[.dockercfg]", ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if !has("ssh-privatekey") {
-                out.push(Cause::required("data[ssh-privatekey]", ""));
-            }
+        "kubernetes.io/ssh-auth" if !has("ssh-privatekey") => {
+            out.push(Cause::required("data[ssh-privatekey]", ""));
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                out.push(Cause::required("data[username]", ""));
-                out.push(Cause::required("data[password]", ""));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            out.push(Cause::required("data[username]", ""));
+            out.push(Cause::required("data[password]", ""));
         }
         "kubernetes.io/service-account-token" => {
             let ann = obj.pointer("/metadata/annotations/kubernetes.io~1service-account.name");
