@@ -1134,7 +1134,7 @@ async fn status_subresource_changes_only_status_and_generation_tracks_spec() {
     let e = api_error(w.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "nospec"}, "spec": {}})).unwrap()).await);
     assert_eq!(
         e.message,
-        r#"Widget "nospec" is invalid: spec.size: Required value"#
+        r#"Widget.example.com "nospec" is invalid: spec.size: Required value"#
     );
     // Apply on the status subresource owns status conditions by type.
     let cond = |t: &str, s: &str| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "s"}, "status": {"conditions": [{"type": t, "status": s}]}});

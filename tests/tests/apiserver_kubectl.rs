@@ -453,3 +453,118 @@ async fn kubectl_wait_returns_when_the_condition_is_ready() {
         "widget.example.com/w1 condition met"
     );
 }
+
+#[tokio::test]
+async fn kubectl_create_sends_protobuf_for_builtin_types_and_the_server_reads_it() {
+    let (h, client) = start(common::config()).await;
+    let k = Kubectl::new(&h);
+    let out = k
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=user=admin",
+            "--from-literal=pw=s3cret",
+        ])
+        .await;
+    assert_eq!(out.trim(), "secret/db created");
+    let create = h
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == "create" && r.resource == "secrets")
+        .unwrap();
+    assert_eq!(
+        create.content_type.as_deref(),
+        Some("application/vnd.kubernetes.protobuf")
+    );
+    let s = Api::<k8s_openapi::api::core::v1::Secret>::default_namespaced(client.clone())
+        .get("db")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.data.unwrap()["pw"],
+        k8s_openapi::ByteString(b"s3cret".to_vec())
+    );
+    k.ok(&["create", "configmap", "cfg", "--from-literal=k=v"])
+        .await;
+    assert_eq!(
+        k.ok(&["get", "configmap", "cfg", "-o", "jsonpath={.data.k}"])
+            .await,
+        "v"
+    );
+    k.ok(&["create", "namespace", "team-a"]).await;
+    k.ok(&["create", "serviceaccount", "robot", "-n", "team-a"])
+        .await;
+    let token = k
+        .ok(&[
+            "create",
+            "token",
+            "robot",
+            "-n",
+            "team-a",
+            "--audience",
+            "sts.aliyuncs.com",
+            "--duration",
+            "1h",
+        ])
+        .await;
+    let claims = token.trim().split('.').nth(1).expect("JWT has claims");
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], json!(["sts.aliyuncs.com"]));
+    assert_eq!(claims["sub"], "system:serviceaccount:team-a:robot");
+    let bad = k
+        .run(&[
+            "create",
+            "secret",
+            "generic",
+            "bad",
+            "--from-literal=bad key=x",
+        ])
+        .await;
+    assert!(!bad.ok, "kubectl validates the key too: {}", bad.stdout);
+}
+
+#[tokio::test]
+async fn kubectl_strict_field_validation_rejects_unknown_fields() {
+    let (h, _client) = start(common::config()).await;
+    let k = Kubectl::new(&h);
+    let typo = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 1, sise: 2}\n";
+    let r = k.run_with_stdin(&["create", "-f", "-"], Some(typo)).await;
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains(r#"Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.sise""#),
+        "{}",
+        r.stderr
+    );
+    let r = k
+        .run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(typo))
+        .await;
+    assert!(!r.ok);
+    assert!(
+        r.stderr
+            .contains(".spec.sise: field not declared in schema"),
+        "{}",
+        r.stderr
+    );
+    let r = k
+        .run_with_stdin(&["create", "--validate=warn", "-f", "-"], Some(typo))
+        .await;
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(r#"Warning: unknown field "spec.sise""#),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        k.ok(&["get", "widget", "w2", "-o", "jsonpath={.spec}"])
+            .await,
+        r#"{"size":1}"#
+    );
+}

@@ -367,6 +367,11 @@ fn write_opts(
             )));
         }
     }
+    let field_validation = query
+        .get("fieldValidation")
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "Warn".into());
     let force = match query.get("force").map(String::as_str) {
         None | Some("" | "false") => false,
         Some("true") => true,
@@ -402,6 +407,8 @@ fn write_opts(
         manager,
         dry_run,
         force,
+        field_validation,
+        is_patch: false,
     })
 }
 
@@ -472,6 +479,7 @@ fn resource_inner(
 ) -> Result<Handled, ApiError> {
     let now = Utc::now();
     let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+    st.warnings.clear();
     let rt = st
         .registry
         .find(&rp.group, &rp.version, &rp.resource)
@@ -508,7 +516,17 @@ fn resource_inner(
         name: rp.name.clone(),
         subresource: rp.subresource.clone(),
     };
-    let content_type = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
+    let mut content_type = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
+    let body = if content_type.starts_with(super::proto::CONTENT_TYPE)
+        && verb != "patch"
+        && !body.is_empty()
+    {
+        let obj = super::proto::decode(&body)?;
+        content_type = "application/json".into();
+        Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+    } else {
+        body
+    };
     let render_one = |obj: &Value, st_rv: Option<&str>| -> Result<Value, ApiError> {
         Ok(match output {
             Output::Json => obj.clone(),
@@ -639,7 +657,8 @@ fn resource_inner(
                 };
                 return Err(ApiError::unsupported_media_type(accepted));
             };
-            let opts = write_opts(query, headers, ty == PatchType::Apply)?;
+            let mut opts = write_opts(query, headers, ty == PatchType::Apply)?;
+            opts.is_patch = true;
             let existed = st
                 .store
                 .get(
@@ -684,6 +703,13 @@ fn resource_inner(
         }
         _ => return Err(ApiError::method_not_allowed(&rt.group, &rt.plural)),
     };
+    let mut resp = resp;
+    for w in std::mem::take(&mut st.warnings) {
+        // RFC 7234 warn-code 299, as kube-apiserver sends them.
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
     Ok(Handled::Done(resp))
 }
 

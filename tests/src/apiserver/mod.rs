@@ -18,6 +18,7 @@ pub mod fields;
 pub mod http;
 pub mod journal;
 pub mod patch;
+pub mod proto;
 pub mod registry;
 pub mod resources;
 pub mod selector;

@@ -28,6 +28,8 @@ pub struct State {
     pub store: Store,
     /// Served resource types (built-ins + CRDs).
     pub registry: Registry,
+    /// `Warning` headers for the response of the request being served.
+    pub warnings: Vec<String>,
 }
 
 /// The resource a request addresses.
@@ -54,6 +56,10 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `force=true` (apply only).
     pub force: bool,
+    /// `fieldValidation`: `Ignore`, `Warn` (the default) or `Strict`.
+    pub field_validation: String,
+    /// Whether the write is a (non-apply) patch, which reports unknown fields differently.
+    pub is_patch: bool,
 }
 
 /// The current time as kube-apiserver writes `metav1.Time` (RFC 3339, seconds, `Z`).
@@ -192,6 +198,7 @@ impl State {
         let mut st = State {
             store: Store::new(history_limit),
             registry: Registry::with_builtins(),
+            warnings: Vec::new(),
         };
         let ns = st
             .registry
@@ -374,7 +381,10 @@ impl State {
             }
         }
         let mut obj = to_storage(&rt, obj.clone());
-        self.normalize(&rt, &t.version, &mut obj, None, now)?;
+        let pruned = self.normalize(&rt, &t.version, &mut obj, None, now)?;
+        if applied.is_none() {
+            self.unknown_fields(&rt, &t.version, &name, &obj, &pruned, opts)?;
+        }
         let schema_v = rt.version(&t.version).and_then(|v| v.schema.clone());
         let schema = Schema(schema_v.as_ref());
         let scope = if rt.status_is_subresource() {
@@ -460,7 +470,8 @@ impl State {
         obj: &mut Value,
         old: Option<&Value>,
         _now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Vec<String>, ApiError> {
+        let mut pruned = Vec::new();
         let mut omit_empty: Vec<&str> = vec![
             "labels",
             "annotations",
@@ -508,13 +519,57 @@ impl State {
             }
             Behaviour::Custom => {
                 if let Some(schema) = rt.version(version).and_then(|v| v.schema.as_ref()) {
-                    validation::prune(obj, schema);
+                    pruned = validation::prune(obj, schema);
                     validation::apply_defaults(obj, schema);
                 }
             }
             _ => {}
         }
-        Ok(())
+        Ok(pruned)
+    }
+
+    /// Applies `fieldValidation` to fields pruning dropped: `Strict` fails the request the
+    /// way kube-apiserver does for a create/update (400) or patch (422); `Warn` (default)
+    /// adds a `Warning` header per field; `Ignore` drops them silently.
+    fn unknown_fields(
+        &mut self,
+        rt: &ResourceType,
+        version: &str,
+        name: &str,
+        obj: &Value,
+        pruned: &[String],
+        opts: &WriteOpts,
+    ) -> Result<(), ApiError> {
+        if pruned.is_empty() {
+            return Ok(());
+        }
+        let errs: Vec<String> = pruned
+            .iter()
+            .map(|p| format!("unknown field {p:?}"))
+            .collect();
+        match opts.field_validation.as_str() {
+            "Ignore" => Ok(()),
+            "Strict" if opts.is_patch => Err(ApiError::invalid(
+                &rt.group,
+                &rt.kind,
+                name,
+                vec![Cause::invalid(
+                    "patch",
+                    &json!(obj.to_string()),
+                    &format!("strict decoding error: {}", errs.join(", ")),
+                )],
+            )),
+            "Strict" => Err(ApiError::bad_request(format!(
+                "{} in version {version:?} cannot be handled as a {}: strict decoding error: {}",
+                rt.kind,
+                rt.kind,
+                errs.join(", ")
+            ))),
+            _ => {
+                self.warnings.extend(errs);
+                Ok(())
+            }
+        }
     }
 
     fn validate(
@@ -688,6 +743,31 @@ impl State {
                 }
             }
             applied = applied_storage;
+            if let Some(schema) = t.rt.version(&t.version).and_then(|v| v.schema.as_ref()) {
+                let undeclared = validation::prune(&mut applied.clone(), schema);
+                if !undeclared.is_empty() {
+                    // structured-merge-diff rejects the applied object; the apiserver reports
+                    // that error as an untyped 500.
+                    let gvk = format!("{}, Kind={}", t.rt.api_version(&t.version), t.rt.kind);
+                    let nn = if t.namespace.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{}/{name}", t.namespace)
+                    };
+                    let errs: Vec<String> = undeclared
+                        .iter()
+                        .map(|p| format!(".{p}: field not declared in schema"))
+                        .collect();
+                    return Err(ApiError::new(
+                        500,
+                        "",
+                        format!(
+                            "failed to create typed patch object ({nn}; {gvk}): {}",
+                            errs.join("\n")
+                        ),
+                    ));
+                }
+            }
             return match self.store.get(&t.rt.storage, &t.namespace, &name) {
                 None => {
                     if t.subresource.is_some() {
@@ -772,8 +852,8 @@ impl State {
                 {
                     return Err(ApiError::stale(&rt.group, &rt.plural, &name));
                 }
-                // Clients cannot set managedFields to nonsense; an empty list resets them.
-                self.normalize(&rt, &t.version, &mut n, Some(old_v), now)?;
+                let pruned = self.normalize(&rt, &t.version, &mut n, Some(old_v), now)?;
+                self.unknown_fields(&rt, &t.version, &name, &n, &pruned, opts)?;
                 n
             }
         };

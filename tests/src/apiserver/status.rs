@@ -193,10 +193,16 @@ impl ApiError {
         };
         let mut d = details(group, kind, name);
         d["causes"] = causes_json(&causes);
+        // `GroupKind.String()`: `Secret`, `Widget.example.com`.
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         ApiError {
             code: 422,
             reason: "Invalid",
-            message: format!("{kind} {name:?} is invalid: {text}"),
+            message: format!("{qualified_kind} {name:?} is invalid: {text}"),
             details: Some(d),
         }
     }

@@ -335,75 +335,99 @@ pub fn configmap_causes(obj: &Value, old: Option<&Value>) -> Result<Vec<Cause>, 
 }
 
 /// Drops fields the structural schema does not declare (unless
-/// `x-kubernetes-preserve-unknown-fields`), as CRD pruning does. `apiVersion`, `kind` and
+/// `x-kubernetes-preserve-unknown-fields`), as CRD pruning does, and returns their paths
+/// (`spec.foo`, `spec.items[0].bar`) for strict field validation. `apiVersion`, `kind` and
 /// `metadata` at the root are always kept.
-pub fn prune(obj: &mut Value, schema: &Value) {
-    fn go(v: &mut Value, s: &Value) {
-        if s.get("x-kubernetes-preserve-unknown-fields")
-            .and_then(Value::as_bool)
-            == Some(true)
-            && s.get("properties").is_none()
-        {
-            return;
+pub fn prune(obj: &mut Value, schema: &Value) -> Vec<String> {
+    fn join(path: &str, k: &str) -> String {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
         }
+    }
+    fn go(v: &mut Value, s: &Value, path: &str, out: &mut Vec<String>) {
+        let preserve = s
+            .get("x-kubernetes-preserve-unknown-fields")
+            .and_then(Value::as_bool)
+            == Some(true);
         match v {
             Value::Object(m) => {
                 if let Some(props) = s.get("properties").and_then(Value::as_object) {
-                    let preserve = s
-                        .get("x-kubernetes-preserve-unknown-fields")
-                        .and_then(Value::as_bool)
-                        == Some(true);
                     if !preserve {
-                        m.retain(|k, _| props.contains_key(k));
+                        let unknown: Vec<String> = m
+                            .keys()
+                            .filter(|k| !props.contains_key(*k))
+                            .cloned()
+                            .collect();
+                        for k in unknown {
+                            m.remove(&k);
+                            out.push(join(path, &k));
+                        }
                     }
                     for (k, child) in m.iter_mut() {
                         if let Some(cs) = props.get(k) {
-                            go(child, cs);
+                            go(child, cs, &join(path, k), out);
                         }
                     }
                 } else if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
-                    for child in m.values_mut() {
-                        go(child, ap);
+                    for (k, child) in m.iter_mut() {
+                        go(child, ap, &join(path, k), out);
                     }
-                } else if s
-                    .get("x-kubernetes-embedded-resource")
-                    .and_then(Value::as_bool)
-                    != Some(true)
+                } else if !preserve
+                    && s.get("x-kubernetes-embedded-resource")
+                        .and_then(Value::as_bool)
+                        != Some(true)
                 {
+                    for k in m.keys() {
+                        out.push(join(path, k));
+                    }
                     m.clear();
                 }
             }
             Value::Array(items) => {
                 if let Some(is) = s.get("items") {
-                    for i in items {
-                        go(i, is);
+                    for (i, item) in items.iter_mut().enumerate() {
+                        go(item, is, &format!("{path}[{i}]"), out);
                     }
                 }
             }
             _ => {}
         }
     }
-    let Some(m) = obj.as_object_mut() else { return };
+    let mut out = Vec::new();
+    let Some(m) = obj.as_object_mut() else {
+        return out;
+    };
     let props = schema.get("properties").and_then(Value::as_object);
     let preserve = schema
         .get("x-kubernetes-preserve-unknown-fields")
         .and_then(Value::as_bool)
         == Some(true);
-    m.retain(|k, _| {
-        k == "apiVersion"
-            || k == "kind"
-            || k == "metadata"
-            || preserve
-            || props.is_some_and(|p| p.contains_key(k))
-    });
+    let unknown: Vec<String> = m
+        .keys()
+        .filter(|k| {
+            !(*k == "apiVersion"
+                || *k == "kind"
+                || *k == "metadata"
+                || preserve
+                || props.is_some_and(|p| p.contains_key(*k)))
+        })
+        .cloned()
+        .collect();
+    for k in unknown {
+        m.remove(&k);
+        out.push(k);
+    }
     for (k, child) in m.iter_mut() {
         if k == "metadata" || k == "apiVersion" || k == "kind" {
             continue;
         }
         if let Some(cs) = props.and_then(|p| p.get(k)) {
-            go(child, cs);
+            go(child, cs, k, &mut out);
         }
     }
+    out
 }
 
 /// Applies schema `default`s to absent fields (structural defaulting).
