@@ -119,9 +119,8 @@ fn rows(out: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-#[tokio::test]
-async fn kubectl_gets_builtins_and_custom_resources_through_discovery() {
-    let (h, _client) = start(common::config()).await;
+async fn kubectl_gets_builtins_and_custom_resources_through_discovery(kube_version: &str) {
+    let (h, _client) = start(common::config().kube_version(kube_version)).await;
     let k = Kubectl::new(&h);
     k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
         .await;
@@ -179,9 +178,8 @@ async fn kubectl_gets_builtins_and_custom_resources_through_discovery() {
     );
 }
 
-#[tokio::test]
-async fn kubectl_get_watch_streams_a_change() {
-    let (h, client) = start(common::config()).await;
+async fn kubectl_get_watch_streams_a_change(kube_version: &str) {
+    let (h, client) = start(common::config().kube_version(kube_version)).await;
     let k = Kubectl::new(&h);
     k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
         .await;
@@ -229,9 +227,8 @@ async fn kubectl_get_watch_streams_a_change() {
     child.kill().await.expect("kubectl stopped");
 }
 
-#[tokio::test]
-async fn kubectl_server_side_apply_conflicts_with_another_manager_until_forced() {
-    let (h, client) = start(common::config()).await;
+async fn kubectl_server_side_apply_conflicts_with_another_manager_until_forced(kube_version: &str) {
+    let (h, client) = start(common::config().kube_version(kube_version)).await;
     let k = Kubectl::new(&h);
     let r = k
         .run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
@@ -310,9 +307,8 @@ async fn kubectl_server_side_apply_conflicts_with_another_manager_until_forced()
     assert_eq!(&rows(&out)[1][..3], ["creds", "Opaque", "1"]);
 }
 
-#[tokio::test]
-async fn kubectl_patches_and_deletes() {
-    let (h, client) = start(common::config()).await;
+async fn kubectl_patches_and_deletes(kube_version: &str) {
+    let (h, client) = start(common::config().kube_version(kube_version)).await;
     let k = Kubectl::new(&h);
     k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
         .await;
@@ -409,9 +405,8 @@ async fn kubectl_patches_and_deletes() {
     );
 }
 
-#[tokio::test]
-async fn kubectl_wait_returns_when_the_condition_is_ready() {
-    let (h, client) = start(common::config()).await;
+async fn kubectl_wait_returns_when_the_condition_is_ready(kube_version: &str) {
+    let (h, client) = start(common::config().kube_version(kube_version)).await;
     let k = Kubectl::new(&h);
     k.run_with_stdin(&["apply", "--server-side", "-f", "-"], Some(WIDGET))
         .await;
@@ -454,9 +449,10 @@ async fn kubectl_wait_returns_when_the_condition_is_ready() {
     );
 }
 
-#[tokio::test]
-async fn kubectl_create_sends_protobuf_for_builtin_types_and_the_server_reads_it() {
-    let (h, client) = start(common::config()).await;
+async fn kubectl_create_sends_protobuf_for_builtin_types_and_the_server_reads_it(
+    kube_version: &str,
+) {
+    let (h, client) = start(common::config().kube_version(kube_version)).await;
     let k = Kubectl::new(&h);
     let out = k
         .ok(&[
@@ -531,9 +527,8 @@ async fn kubectl_create_sends_protobuf_for_builtin_types_and_the_server_reads_it
     assert!(!bad.ok, "kubectl validates the key too: {}", bad.stdout);
 }
 
-#[tokio::test]
-async fn kubectl_strict_field_validation_rejects_unknown_fields() {
-    let (h, _client) = start(common::config()).await;
+async fn kubectl_strict_field_validation_rejects_unknown_fields(kube_version: &str) {
+    let (h, _client) = start(common::config().kube_version(kube_version)).await;
     let k = Kubectl::new(&h);
     let typo = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 1, sise: 2}\n";
     let r = k.run_with_stdin(&["create", "-f", "-"], Some(typo)).await;
@@ -568,3 +563,32 @@ async fn kubectl_strict_field_validation_rejects_unknown_fields() {
         r#"{"size":1}"#
     );
 }
+
+/// Runs a kubectl check against a server claiming each version: the machine's kubectl is a
+/// dispatcher that picks the client matching the server (1.32 and 1.33 here).
+macro_rules! for_versions {
+    ($($check:ident),* $(,)?) => {
+        mod v1_32 {
+            $(#[tokio::test]
+            async fn $check() {
+                super::$check("v1.32.0").await
+            })*
+        }
+        mod v1_33 {
+            $(#[tokio::test]
+            async fn $check() {
+                super::$check("v1.33.0").await
+            })*
+        }
+    };
+}
+
+for_versions!(
+    kubectl_gets_builtins_and_custom_resources_through_discovery,
+    kubectl_get_watch_streams_a_change,
+    kubectl_server_side_apply_conflicts_with_another_manager_until_forced,
+    kubectl_patches_and_deletes,
+    kubectl_wait_returns_when_the_condition_is_ready,
+    kubectl_create_sends_protobuf_for_builtin_types_and_the_server_reads_it,
+    kubectl_strict_field_validation_rejects_unknown_fields,
+);
