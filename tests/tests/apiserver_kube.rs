@@ -1419,6 +1419,26 @@ async fn crds_created_through_the_api_are_discovered_and_served() {
     assert_eq!(ar.plural, "widgets");
     assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
     assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status"));
+    // Aggregated discovery (what kubectl asks for first) lists it too.
+    let agg = client.list_api_groups_aggregated().await.unwrap();
+    let group = agg
+        .items
+        .iter()
+        .find(|g| g.metadata.as_ref().and_then(|m| m.name.as_deref()) == Some("example.com"))
+        .unwrap();
+    let res = &group.versions[0].resources[0];
+    assert_eq!(
+        (res.resource.as_deref(), res.scope.as_deref()),
+        (Some("widgets"), Some("Namespaced"))
+    );
+    assert_eq!(res.subresources[0].subresource.as_deref(), Some("status"));
+    let core = client.list_core_api_versions_aggregated().await.unwrap();
+    assert!(
+        core.items[0].versions[0]
+            .resources
+            .iter()
+            .any(|r| r.resource.as_deref() == Some("secrets"))
+    );
     let w = widgets(&client, "default");
     w.create(&PostParams::default(), &widget("w", 3))
         .await
@@ -1539,6 +1559,19 @@ async fn kubeconfig_written_by_the_handle_works_for_kube_rs() {
     let client = kube::Client::try_from(cfg).unwrap();
     let v = client.apiserver_version().await.unwrap();
     assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));
-    let ns = Api::<Namespace>::all(client).get("default").await.unwrap();
+    let ns = Api::<Namespace>::all(client.clone())
+        .get("default")
+        .await
+        .unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
+    assert_eq!(
+        ns.metadata.labels.unwrap()["kubernetes.io/metadata.name"],
+        "default"
+    );
+    // The ServiceAccount controller's `default` ServiceAccount appears in every namespace.
+    let sas: Api<ServiceAccount> = Api::default_namespaced(client);
+    eventually(10, "default ServiceAccount", || async {
+        sas.get_opt("default").await.unwrap()
+    })
+    .await;
 }

@@ -1,5 +1,6 @@
-//! The two kube-controller-manager loops a cluster needs for deletion to behave: the garbage
-//! collector (ownerReferences) and the namespace controller. They run in a background task
+//! The kube-controller-manager loops a cluster needs for deletion to behave: the garbage
+//! collector (ownerReferences) and the namespace controller; plus the ServiceAccount
+//! controller's `default` ServiceAccount in every namespace. They run in a background task
 //! after every write, like the real asynchronous controllers, so tests observe dependents
 //! disappearing *after* their owner, as on a real cluster.
 //!
@@ -145,6 +146,27 @@ pub fn reconcile(st: &mut State, now: DateTime<Utc>) -> bool {
                 {
                     return true;
                 }
+            }
+        }
+    }
+
+    // ServiceAccount controller: every active namespace has a `default` ServiceAccount.
+    if let Some(sa_rt) = st.registry.find("", "v1", "serviceaccounts") {
+        for (rt, ns) in &objects {
+            if rt.behaviour != Behaviour::Namespace || deleting(ns) {
+                continue;
+            }
+            let name = ns
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if st.store.get(&sa_rt.storage, &name, "default").is_none()
+                && st
+                    .create_default_service_account(&sa_rt, &name, now)
+                    .is_ok()
+            {
+                return true;
             }
         }
     }

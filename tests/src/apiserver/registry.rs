@@ -1657,6 +1657,29 @@ impl State {
         .map(|_| ())
     }
 
+    /// Creates the `default` ServiceAccount of a namespace, as the ServiceAccount controller does.
+    pub fn create_default_service_account(
+        &mut self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let t = Target {
+            rt: rt.clone(),
+            version: "v1".into(),
+            namespace: ns.to_string(),
+            name: None,
+            subresource: None,
+        };
+        let body =
+            serde_json::to_vec(&json!({"metadata": {"name": "default"}})).unwrap_or_default();
+        let opts = WriteOpts {
+            manager: "kube-controller-manager".into(),
+            ..Default::default()
+        };
+        self.create(&t, &body, &opts, now).map(|_| ())
+    }
+
     /// Finishes a namespace whose content is gone (removes it).
     pub fn finish_namespace(&mut self, ns: &Value, now: DateTime<Utc>) -> Result<(), ApiError> {
         let rt = self
