@@ -108,7 +108,8 @@ const EVENT_RENAMES: [(&str, &str); 7] = [
     ("count", "deprecatedCount"),
 ];
 
-fn rename_fields(obj: &mut Value, to_v1: bool) {
+/// Renames Event fields between the core (`to_v1 = false`) and events.k8s.io shapes.
+pub fn rename_fields(obj: &mut Value, to_v1: bool) {
     let Some(m) = obj.as_object_mut() else { return };
     for (core, v1) in EVENT_RENAMES {
         let (from, to) = if to_v1 { (core, v1) } else { (v1, core) };

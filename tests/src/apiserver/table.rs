@@ -255,8 +255,17 @@ pub fn cells(rt: &ResourceType, version: &str, obj: &Value, now: DateTime<Utc>) 
             age(),
         ],
         Behaviour::Lease => vec![name, json!(s("/spec/holderIdentity")), age()],
-        Behaviour::CoreEvent | Behaviour::EventsV1Event => {
-            // Rows are printed from the core shape (the events.k8s.io printer converts first).
+        Behaviour::EventsV1Event => {
+            // The events.k8s.io printer converts to the core shape first.
+            let mut core = obj.clone();
+            super::registry::rename_fields(&mut core, false);
+            let core_rt = ResourceType {
+                behaviour: Behaviour::CoreEvent,
+                ..rt.clone()
+            };
+            cells(&core_rt, version, &core, now)
+        }
+        Behaviour::CoreEvent => {
             let last = obj
                 .pointer("/series/lastObservedTime")
                 .or_else(|| obj.get("lastTimestamp").filter(|v| !v.is_null()))
@@ -396,6 +405,29 @@ mod tests {
         ] {
             assert_eq!(human_duration(secs), want, "{secs}");
         }
+    }
+
+    #[test]
+    fn events_k8s_io_rows_are_printed_from_the_core_shape() {
+        let rt = super::super::resources::builtins()
+            .into_iter()
+            .find(|t| t.behaviour == Behaviour::EventsV1Event)
+            .unwrap();
+        let ev = json!({"metadata": {"name": "e1"}, "type": "Normal", "reason": "Synced",
+            "regarding": {"kind": "ConfigMap", "name": "cm"}, "note": "done", "reportingController": "kmsync"});
+        let now = Utc::now();
+        let c = cells(&rt, "v1", &ev, now);
+        assert_eq!(
+            &c[1..7],
+            &[
+                json!("Normal"),
+                json!("Synced"),
+                json!("configmap/cm"),
+                json!(""),
+                json!("kmsync"),
+                json!("done")
+            ]
+        );
     }
 
     #[test]
