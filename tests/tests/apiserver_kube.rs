@@ -1575,3 +1575,253 @@ async fn kubeconfig_written_by_the_handle_works_for_kube_rs() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn malformed_requests_get_status_errors_never_a_crash() {
+    let (h, client) = start(common::config()).await;
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let widgets = "/apis/example.com/v1/namespaces/default/widgets";
+    let seed = Api::<Secret>::default_namespaced(client.clone());
+    seed.create(&PostParams::default(), &secret("s", &[], &[]))
+        .await
+        .unwrap();
+    let cases: Vec<(&str, String, &str, &str, u16)> = vec![
+        ("POST", secrets.into(), "application/json", "not json", 400),
+        ("POST", secrets.into(), "application/json", "[]", 400),
+        ("POST", secrets.into(), "application/json", r#""text""#, 400),
+        (
+            "POST",
+            secrets.into(),
+            "application/json",
+            r#"{"metadata": {"name": 5}}"#,
+            422,
+        ),
+        (
+            "POST",
+            secrets.into(),
+            "application/json",
+            r#"{"metadata": {"name": "x", "labels": [1]}}"#,
+            422,
+        ),
+        (
+            "POST",
+            secrets.into(),
+            "application/json",
+            r#"{"metadata": {"name": "x"}, "data": 5}"#,
+            400,
+        ),
+        (
+            "POST",
+            secrets.into(),
+            "application/json",
+            r#"{"metadata": {"name": "x"}, "data": {"k": 5}}"#,
+            400,
+        ),
+        (
+            "POST",
+            secrets.into(),
+            "application/json",
+            r#"{"metadata": {"name": "Not_A_Name"}}"#,
+            422,
+        ),
+        (
+            "POST",
+            secrets.into(),
+            "application/json",
+            r#"{"kind": "ConfigMap", "metadata": {"name": "x"}}"#,
+            400,
+        ),
+        (
+            "POST",
+            secrets.into(),
+            "application/vnd.kubernetes.protobuf",
+            "k8s\0\u{1}\u{2}",
+            400,
+        ),
+        ("POST", secrets.into(), "text/plain", "hello", 415),
+        (
+            "PUT",
+            format!("{secrets}/s"),
+            "application/json",
+            r#"{"metadata": {"name": "other"}}"#,
+            400,
+        ),
+        (
+            "PUT",
+            format!("{secrets}/missing"),
+            "application/json",
+            r#"{"metadata": {"name": "missing"}}"#,
+            404,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s"),
+            "application/merge-patch+json",
+            "[1, 2]",
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s"),
+            "application/json-patch+json",
+            r#"{"op": "add"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s"),
+            "application/json-patch+json",
+            r#"[{"op": "remove", "path": "/nope/x"}]"#,
+            422,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s"),
+            "application/strategic-merge-patch+json",
+            r#"{"metadata": {"$patch": "explode"}}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s"),
+            "application/strategic-merge-patch+json",
+            r#"{"metadata": {"ownerReferences": [{"name": "no-uid"}]}}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s"),
+            "application/apply-patch+yaml",
+            "a: [b",
+            422,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s?fieldManager=m"),
+            "application/apply-patch+yaml",
+            "a: [b",
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s?fieldManager=m"),
+            "application/apply-patch+yaml",
+            "- 1",
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s?fieldManager=m"),
+            "application/apply-patch+yaml",
+            "{}",
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{secrets}/s"),
+            "application/xml",
+            "<x/>",
+            415,
+        ),
+        (
+            "PATCH",
+            format!("{widgets}/w?fieldManager=m"),
+            "application/apply-patch+yaml",
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: many}\n",
+            422,
+        ),
+        (
+            "DELETE",
+            format!("{secrets}/s"),
+            "application/json",
+            "{nope",
+            400,
+        ),
+        (
+            "DELETE",
+            format!("{secrets}/s"),
+            "application/json",
+            r#"{"propagationPolicy": "Sideways"}"#,
+            422,
+        ),
+        ("GET", format!("{secrets}?limit=abc"), "", "", 400),
+        ("GET", format!("{secrets}?continue=garbage"), "", "", 400),
+        ("GET", format!("{secrets}?resourceVersion=abc"), "", "", 400),
+        (
+            "GET",
+            format!("{secrets}?resourceVersionMatch=Exact"),
+            "",
+            "",
+            422,
+        ),
+        (
+            "GET",
+            format!("{secrets}?watch=1&resourceVersion=abc"),
+            "",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{secrets}?watch=1&timeoutSeconds=x"),
+            "",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{secrets}?includeObject=Everything"),
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            "",
+            400,
+        ),
+        ("GET", format!("{secrets}/s/status"), "", "", 404),
+        (
+            "GET",
+            "/api/v1/namespaces/default/nothings".into(),
+            "",
+            "",
+            404,
+        ),
+        ("GET", "/apis/example.com/v9/widgets".into(), "", "", 404),
+        (
+            "POST",
+            "/api/v1/namespaces/default/serviceaccounts/ghost/token".into(),
+            "application/json",
+            "{}",
+            404,
+        ),
+    ];
+    for (method, path, ct, body, want) in cases {
+        let mut req = http::Request::builder().method(method).uri(&path);
+        if !ct.is_empty() {
+            req = if method == "GET" {
+                req.header("Accept", ct)
+            } else {
+                req.header("Content-Type", ct)
+            };
+        }
+        let resp = client
+            .send(
+                req.body(kube::client::Body::from(body.as_bytes().to_vec()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), usize::MAX)
+            .await
+            .unwrap();
+        let status: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {bytes:?}"));
+        assert_eq!(code, want, "{method} {path} {body:?}: {status}");
+        assert_eq!(
+            (status["kind"].as_str(), status["code"].as_u64()),
+            (Some("Status"), Some(u64::from(want))),
+            "{method} {path}"
+        );
+    }
+    // Still serving.
+    assert_eq!(seed.get("s").await.unwrap().name_any(), "s");
+    assert!(h.requests().iter().all(|r| r.status != 0));
+}

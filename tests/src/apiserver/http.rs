@@ -492,20 +492,20 @@ fn resource_inner(
         return Err(ApiError::no_such_resource());
     }
     if let Some(sub) = &rp.subresource {
-        let ok = match sub.as_str() {
-            "status" => rt.has_status(&rp.version) && matches!(verb, "get" | "update" | "patch"),
-            "token" => rt.behaviour == Behaviour::ServiceAccount && verb == "create",
-            "finalize" => rt.behaviour == Behaviour::Namespace && verb == "update",
-            _ => false,
+        let (exists, verb_ok) = match sub.as_str() {
+            "status" => (
+                rt.has_status(&rp.version),
+                matches!(verb, "get" | "update" | "patch"),
+            ),
+            "token" => (rt.behaviour == Behaviour::ServiceAccount, verb == "create"),
+            "finalize" => (rt.behaviour == Behaviour::Namespace, verb == "update"),
+            _ => (false, false),
         };
-        if !ok {
-            return Err(
-                if ["status", "token", "finalize"].contains(&sub.as_str()) && rp.name.is_some() {
-                    ApiError::method_not_allowed(&rt.group, &rt.plural)
-                } else {
-                    ApiError::no_such_resource()
-                },
-            );
+        if !exists || rp.name.is_none() {
+            return Err(ApiError::no_such_resource());
+        }
+        if !verb_ok {
+            return Err(ApiError::method_not_allowed(&rt.group, &rt.plural));
         }
     }
     let output = negotiate(accept)?;
