@@ -564,6 +564,80 @@ async fn kubectl_strict_field_validation_rejects_unknown_fields(kube_version: &s
     );
 }
 
+async fn kubectl_client_side_apply_and_server_dry_run(kube_version: &str) {
+    let (h, client) = start(common::config().kube_version(kube_version)).await;
+    let k = Kubectl::new(&h);
+    // Client-side apply: a strategic merge patch for built-ins, a JSON merge patch for custom
+    // resources (chosen from the OpenAPI v3 documents), without warnings.
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: csa\n  labels: {a: '1'}\nstringData: {k: v}\n";
+    let r = k.run_with_stdin(&["apply", "-f", "-"], Some(secret)).await;
+    assert!(r.ok && r.stderr.is_empty(), "{}", r.stderr);
+    let r = k
+        .run_with_stdin(
+            &["apply", "-f", "-"],
+            Some(&secret.replace("a: '1'", "b: '2'")),
+        )
+        .await;
+    assert!(r.ok && r.stderr.is_empty(), "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "secret/csa configured");
+    assert_eq!(
+        k.ok(&["get", "secret", "csa", "-o", "jsonpath={.metadata.labels}"])
+            .await,
+        r#"{"b":"2"}"#
+    );
+    let r = k.run_with_stdin(&["apply", "-f", "-"], Some(WIDGET)).await;
+    assert!(r.ok, "{}", r.stderr);
+    let r = k
+        .run_with_stdin(
+            &["apply", "-f", "-"],
+            Some(&WIDGET.replace("size: 3", "size: 6")),
+        )
+        .await;
+    assert!(r.ok && r.stderr.is_empty(), "{}", r.stderr);
+    assert_eq!(
+        widgets(&client).get("w1").await.unwrap().data["spec"]["size"],
+        6
+    );
+    let kinds: Vec<(String, String)> = h
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "patch")
+        .map(|r| (r.resource, r.content_type.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                "secrets".to_string(),
+                "application/strategic-merge-patch+json".to_string()
+            ),
+            (
+                "widgets".to_string(),
+                "application/merge-patch+json".to_string()
+            )
+        ]
+    );
+    // Server-side dry run changes nothing.
+    let out = k.ok(&["delete", "secret", "csa", "--dry-run=server"]).await;
+    assert_eq!(out.trim(), r#"secret "csa" deleted (server dry run)"#);
+    k.ok(&["get", "secret", "csa"]).await;
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":9}}"#,
+        "--dry-run=server",
+    ])
+    .await;
+    assert_eq!(
+        widgets(&client).get("w1").await.unwrap().data["spec"]["size"],
+        6
+    );
+}
+
 /// Runs a kubectl check against a server claiming each version: the machine's kubectl is a
 /// dispatcher that picks the client matching the server (1.32 and 1.33 here).
 macro_rules! for_versions {
@@ -584,6 +658,7 @@ macro_rules! for_versions {
 }
 
 for_versions!(
+    kubectl_client_side_apply_and_server_dry_run,
     kubectl_gets_builtins_and_custom_resources_through_discovery,
     kubectl_get_watch_streams_a_change,
     kubectl_server_side_apply_conflicts_with_another_manager_until_forced,

@@ -262,15 +262,21 @@ fn op(action: &str, id: &str, rt: &ResourceType, version: &str, query: &[&str], 
         "x-kubernetes-group-version-kind": gvk(rt, version),
     });
     if matches!(action, "patch" | "put" | "post") {
-        let types: &[&str] = if action == "patch" {
-            &[
+        // Custom resources do not take strategic merge patches; kubectl's client-side apply
+        // reads this list to choose between a strategic and a JSON merge patch.
+        let types: &[&str] = match action {
+            "patch" if rt.behaviour == super::resources::Behaviour::Custom => &[
+                "application/apply-patch+yaml",
+                "application/json-patch+json",
+                "application/merge-patch+json",
+            ],
+            "patch" => &[
                 "application/apply-patch+yaml",
                 "application/json-patch+json",
                 "application/merge-patch+json",
                 "application/strategic-merge-patch+json",
-            ]
-        } else {
-            &["application/json"]
+            ],
+            _ => &["application/json"],
         };
         let content: Map<String, Value> = types
             .iter()
@@ -332,10 +338,23 @@ pub fn openapi_v3_docs(reg: &Registry, git_version: &str) -> Vec<(String, Value)
                         "patch": op("patch", &id("patchStatus"), rt, &v, &["dryRun", "fieldManager", "fieldValidation", "force"], "200"),
                     }));
                 }
-                let mut schema = rt
-                    .version(&v)
-                    .and_then(|vi| vi.schema.clone())
-                    .unwrap_or_else(|| json!({"type": "object"}));
+                let mut schema = match rt.version(&v).and_then(|vi| vi.schema.clone()) {
+                    // As apiextensions-apiserver publishes CRD schemas: with the type and
+                    // object metadata fields added.
+                    Some(mut crd_schema) => {
+                        if let Some(props) = crd_schema
+                            .as_object_mut()
+                            .map(|m| m.entry("properties").or_insert_with(|| json!({})))
+                            .and_then(Value::as_object_mut)
+                        {
+                            props.insert("apiVersion".into(), json!({"type": "string"}));
+                            props.insert("kind".into(), json!({"type": "string"}));
+                            props.insert("metadata".into(), object_meta_schema());
+                        }
+                        crd_schema
+                    }
+                    None => builtin_schema(&rt.kind),
+                };
                 schema["x-kubernetes-group-version-kind"] = json!([gvk(rt, &v)]);
                 schemas.insert(schema_name(rt, &v), schema);
             }
@@ -348,6 +367,120 @@ pub fn openapi_v3_docs(reg: &Registry, git_version: &str) -> Vec<(String, Value)
             (key, doc)
         })
         .collect()
+}
+
+fn string_map() -> Value {
+    json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}})
+}
+
+fn object_reference_schema() -> Value {
+    let props: Map<String, Value> = [
+        "apiVersion",
+        "fieldPath",
+        "kind",
+        "name",
+        "namespace",
+        "resourceVersion",
+        "uid",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), json!({"type": "string"})))
+    .collect();
+    json!({"type": "object", "properties": props, "x-kubernetes-map-type": "atomic"})
+}
+
+/// `io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta`, inlined, with the patch strategies
+/// kubectl's client-side apply reads (`finalizers` merge as a set, `ownerReferences` by `uid`).
+fn object_meta_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "annotations": string_map(),
+            "creationTimestamp": {"type": "string", "format": "date-time"},
+            "deletionGracePeriodSeconds": {"type": "integer", "format": "int64"},
+            "deletionTimestamp": {"type": "string", "format": "date-time"},
+            "finalizers": {"type": "array", "items": {"type": "string", "default": ""},
+                "x-kubernetes-list-type": "set", "x-kubernetes-patch-strategy": "merge"},
+            "generateName": {"type": "string"},
+            "generation": {"type": "integer", "format": "int64"},
+            "labels": string_map(),
+            "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+            "name": {"type": "string"},
+            "namespace": {"type": "string"},
+            "ownerReferences": {"type": "array",
+                "items": {"type": "object", "required": ["apiVersion", "kind", "name", "uid"], "properties": {
+                    "apiVersion": {"type": "string"}, "blockOwnerDeletion": {"type": "boolean"},
+                    "controller": {"type": "boolean"}, "kind": {"type": "string"},
+                    "name": {"type": "string"}, "uid": {"type": "string"}},
+                    "x-kubernetes-map-type": "atomic"},
+                "x-kubernetes-list-map-keys": ["uid"], "x-kubernetes-list-type": "map",
+                "x-kubernetes-patch-merge-key": "uid", "x-kubernetes-patch-strategy": "merge"},
+            "resourceVersion": {"type": "string"},
+            "selfLink": {"type": "string"},
+            "uid": {"type": "string"},
+        },
+    })
+}
+
+fn with_type_meta(mut props: Value) -> Value {
+    if let Some(m) = props.as_object_mut() {
+        m.insert("apiVersion".into(), json!({"type": "string"}));
+        m.insert("kind".into(), json!({"type": "string"}));
+        m.insert("metadata".into(), object_meta_schema());
+    }
+    json!({"type": "object", "properties": props})
+}
+
+fn loose_object() -> Value {
+    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// Schemas of the built-in kinds (the fields this server models; nested parts it does not
+/// model are open objects).
+fn builtin_schema(kind: &str) -> Value {
+    let time = || json!({"type": "string", "format": "date-time"});
+    let s = || json!({"type": "string"});
+    let int = || json!({"type": "integer", "format": "int32"});
+    match kind {
+        "Secret" => with_type_meta(json!({
+            "data": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+            "immutable": {"type": "boolean"},
+            "stringData": string_map(),
+            "type": s(),
+        })),
+        "ConfigMap" => with_type_meta(json!({
+            "binaryData": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+            "data": string_map(),
+            "immutable": {"type": "boolean"},
+        })),
+        "ServiceAccount" => with_type_meta(json!({
+            "automountServiceAccountToken": {"type": "boolean"},
+            "imagePullSecrets": {"type": "array", "items": {"type": "object", "properties": {"name": s()}, "x-kubernetes-map-type": "atomic"}},
+            "secrets": {"type": "array", "items": object_reference_schema(),
+                "x-kubernetes-list-map-keys": ["name"], "x-kubernetes-list-type": "map",
+                "x-kubernetes-patch-merge-key": "name", "x-kubernetes-patch-strategy": "merge"},
+        })),
+        "Namespace" => with_type_meta(json!({
+            "spec": {"type": "object", "properties": {"finalizers": {"type": "array", "items": s(), "x-kubernetes-list-type": "atomic"}}},
+            "status": {"type": "object", "properties": {"phase": s(), "conditions": {"type": "array", "items": loose_object(),
+                "x-kubernetes-list-map-keys": ["type"], "x-kubernetes-list-type": "map",
+                "x-kubernetes-patch-merge-key": "type", "x-kubernetes-patch-strategy": "merge"}}},
+        })),
+        "Lease" => with_type_meta(json!({
+            "spec": {"type": "object", "properties": {
+                "acquireTime": time(), "holderIdentity": s(), "leaseDurationSeconds": int(),
+                "leaseTransitions": int(), "preferredHolder": s(), "renewTime": time(), "strategy": s()}},
+        })),
+        "Event" => with_type_meta(json!({
+            "action": s(), "count": int(), "deprecatedCount": int(), "deprecatedFirstTimestamp": time(),
+            "deprecatedLastTimestamp": time(), "deprecatedSource": loose_object(), "eventTime": time(),
+            "firstTimestamp": time(), "involvedObject": object_reference_schema(), "lastTimestamp": time(),
+            "message": s(), "note": s(), "reason": s(), "regarding": object_reference_schema(),
+            "related": object_reference_schema(), "reportingComponent": s(), "reportingController": s(),
+            "reportingInstance": s(), "series": loose_object(), "source": loose_object(), "type": s(),
+        })),
+        _ => with_type_meta(json!({"spec": loose_object(), "status": loose_object()})),
+    }
 }
 
 /// Hash used in `serverRelativeURL` (uppercase hex SHA-512-sized, like the real one).

@@ -1158,6 +1158,22 @@ impl State {
                 ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
             })?
         };
+        // kubectl sends `dryRun` in the DeleteOptions body rather than the query.
+        let body_dry_run = match delete_opts.get("dryRun") {
+            None | Some(Value::Null) => false,
+            Some(Value::Array(v)) if v.is_empty() => false,
+            Some(Value::Array(v)) if v.iter().all(|d| d.as_str() == Some("All")) => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid dry run value: {other}; only \"All\" is supported"
+                )));
+            }
+        };
+        let dry = WriteOpts {
+            dry_run: opts.dry_run || body_dry_run,
+            ..opts.clone()
+        };
+        let opts = &dry;
         if let Some(uid) = delete_opts
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
