@@ -1263,6 +1263,20 @@ async fn leases_support_optimistic_leader_election() {
             .await,
     );
     assert_eq!(e.code, 409);
+    // A patch carrying a resourceVersion is conditional too.
+    let stale_rv = a.resource_version().unwrap();
+    let take =
+        json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"holderIdentity": "pod-b"}});
+    let e = api_error(
+        leases
+            .patch(
+                "kmsync-leader",
+                &PatchParams::default(),
+                &Patch::Merge(&take),
+            )
+            .await,
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert_eq!(
         leases
             .get("kmsync-leader")
@@ -1824,4 +1838,45 @@ async fn malformed_requests_get_status_errors_never_a_crash() {
     // Still serving.
     assert_eq!(seed.get("s").await.unwrap().name_any(), "s");
     assert!(h.requests().iter().all(|r| r.status != 0));
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_and_stops_listening() {
+    let (h, client) = start(Config::default()).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(290), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let url = h.url();
+    tokio::time::timeout(Duration::from_secs(10), h.shutdown())
+        .await
+        .expect("shutdown does not hang");
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("watch ended");
+    assert!(end.is_none() || end.unwrap().is_err());
+    let addr = url.trim_start_matches("http://").to_string();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
+}
+
+#[tokio::test]
+async fn missing_crd_directory_fails_start_loudly() {
+    let err = kmsync_tests::FakeApiServer::start(Config::default().crds_from("/nonexistent/crds"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("/nonexistent/crds"), "{err}");
+    let bad = Config::default().crd_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+    let err = kmsync_tests::FakeApiServer::start(bad).await.err().unwrap();
+    assert!(
+        std::error::Error::source(&err)
+            .unwrap()
+            .to_string()
+            .contains("expected kind CustomResourceDefinition")
+    );
 }

@@ -85,6 +85,12 @@ impl Config {
         self
     }
 
+    /// Loads the project's generated CRDs (`charts/kmsync/crds/`) at start; starting fails if
+    /// the directory is missing.
+    pub fn kmsync_crds(self) -> Self {
+        self.crds_from(Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kmsync/crds"))
+    }
+
     /// Loads the CRDs in this YAML text at start.
     pub fn crd_yaml(mut self, yaml: impl Into<String>) -> Self {
         self.crd_yaml.push(yaml.into());
