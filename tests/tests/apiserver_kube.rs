@@ -1880,3 +1880,51 @@ async fn missing_crd_directory_fails_start_loudly() {
             .contains("expected kind CustomResourceDefinition")
     );
 }
+
+#[tokio::test]
+async fn watcher_with_streaming_lists_gets_initial_events_then_changes() {
+    let (h, client) = start(Config::default()).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let mk = |n: &str| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(n.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    cms.create(&PostParams::default(), &mk("before"))
+        .await
+        .unwrap();
+    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match events.try_next().await.unwrap().unwrap() {
+            watcher::Event::InitApply(o) => initial.push(o.name_any()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["before"]);
+    cms.create(&PostParams::default(), &mk("after"))
+        .await
+        .unwrap();
+    let seen = loop {
+        if let watcher::Event::Apply(o) = events.try_next().await.unwrap().unwrap() {
+            break o.name_any();
+        }
+    };
+    assert_eq!(seen, "after");
+    // No list request: the initial state came through the watch.
+    assert_eq!(h.count("list", "configmaps"), 0);
+    let w = h
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == "watch")
+        .unwrap();
+    assert!(
+        w.query.contains("sendInitialEvents=true")
+            && w.query.contains("resourceVersionMatch=NotOlderThan"),
+        "{}",
+        w.query
+    );
+}
