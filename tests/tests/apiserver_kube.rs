@@ -1095,6 +1095,21 @@ async fn status_subresource_changes_only_status_and_generation_tracks_spec() {
         main.data["status"]["observedGeneration"], 1,
         "main resource writes ignore status"
     );
+    // PUT on the status subresource, too, changes only status.
+    let mut whole = w.get_status("s").await.unwrap();
+    whole.data["status"]["observedGeneration"] = json!(2);
+    whole.data["spec"]["size"] = json!(40);
+    let put = w
+        .replace_status("s", &PostParams::default(), &whole)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            put.data["status"]["observedGeneration"].as_i64(),
+            put.data["spec"]["size"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
     let meta_only = w
         .patch(
             "s",

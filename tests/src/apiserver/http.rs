@@ -747,13 +747,21 @@ fn prepare_watch(
             .map(String::as_str)
             .unwrap_or_default(),
     )?;
-    let fields = FieldSelector::parse(
+    let mut fields = FieldSelector::parse(
         query
             .get("fieldSelector")
             .map(String::as_str)
             .unwrap_or_default(),
         &t.rt.selectable_fields,
     )?;
+    // The deprecated single-object form `GET .../<name>?watch=1` watches that name only.
+    if let Some(name) = &t.name {
+        fields.0.push(super::selector::FieldReq {
+            path: "metadata.name".into(),
+            negated: false,
+            value: name.clone(),
+        });
+    }
     let bookmarks = bool_param("allowWatchBookmarks").unwrap_or(false);
     let send_initial = bool_param("sendInitialEvents");
     let rv_match = query.get("resourceVersionMatch").filter(|m| !m.is_empty());
