@@ -1943,3 +1943,57 @@ async fn watcher_with_streaming_lists_gets_initial_events_then_changes() {
         w.query
     );
 }
+
+#[tokio::test]
+async fn cluster_scoped_custom_resources_are_served_and_own_namespaced_objects() {
+    let (_h, client) = start(common::config()).await;
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Gadget");
+    let gadgets: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    let g: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Gadget",
+        "metadata": {"name": "g1"}, "spec": {"anything": {"goes": [1, 2]}}
+    }))
+    .unwrap();
+    let created = gadgets.create(&PostParams::default(), &g).await.unwrap();
+    assert_eq!(created.metadata.namespace, None);
+    assert_eq!(
+        created.data["spec"]["anything"]["goes"],
+        json!([1, 2]),
+        "preserve-unknown-fields keeps everything"
+    );
+    assert_eq!(
+        names(&gadgets.list(&ListParams::default()).await.unwrap().items),
+        ["g1"]
+    );
+    // A namespaced Secret owned by the cluster-scoped Gadget is collected with it.
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let mut s = secret("owned", &[], &[]);
+    s.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "example.com/v1".into(),
+        kind: "Gadget".into(),
+        name: "g1".into(),
+        uid: created.uid().unwrap(),
+        ..Default::default()
+    }]);
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    gadgets
+        .delete("g1", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, "owned secret collected", || async {
+        secrets
+            .get_opt("owned")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Namespaced paths do not serve cluster-scoped resources.
+    let wrong: Api<DynamicObject> =
+        Api::namespaced_with(client, "default", &ApiResource::from_gvk(&gvk));
+    assert_eq!(
+        api_error(wrong.list(&ListParams::default()).await).code,
+        404
+    );
+}
