@@ -144,10 +144,10 @@ impl Store {
     /// `410 Expired` when that revision was compacted away.
     pub fn list_at(&self, key: &StorageKey, rv: u64) -> Result<Vec<Arc<Value>>, ApiError> {
         if rv < self.compacted {
-            return Err(ApiError::expired(format!(
-                "too old resource version: {rv} ({})",
-                self.compacted
-            )));
+            // etcd3 storage's answer for a compacted revision (`errors.go`).
+            return Err(ApiError::expired(
+                "The resourceVersion for the provided list is too old.",
+            ));
         }
         let mut table = self.tables.get(key).cloned().unwrap_or_default();
         for change in self.history.iter().rev() {
@@ -280,6 +280,10 @@ mod tests {
         assert_eq!(backlog.iter().map(|c| c.rv).collect::<Vec<_>>(), [4, 5]);
         assert_eq!(
             s.list_at(&key(), 1).unwrap_err().message,
+            "The resourceVersion for the provided list is too old."
+        );
+        assert_eq!(
+            s.subscribe_from(1).unwrap_err().message,
             "too old resource version: 1 (3)"
         );
     }
