@@ -1032,7 +1032,7 @@ impl State {
         );
         let stored = self.store.put(&rt.storage, new);
         if deleting && finalizers(&stored).is_empty() {
-            let gone = self.remove_now(&rt, &stored, now)?;
+            let gone = self.remove_now(&rt, &stored)?;
             return Ok(present(&rt, &t.version, &gone));
         }
         self.after_write(&rt, &stored, now)?;
@@ -1040,12 +1040,7 @@ impl State {
     }
 
     /// Removes an object from storage (finalizers are done) and runs removal hooks.
-    fn remove_now(
-        &mut self,
-        rt: &ResourceType,
-        obj: &Value,
-        now: DateTime<Utc>,
-    ) -> Result<Value, ApiError> {
+    fn remove_now(&mut self, rt: &ResourceType, obj: &Value) -> Result<Value, ApiError> {
         let mut last = obj.clone();
         meta_mut(&mut last).insert(
             "resourceVersion".into(),
@@ -1066,7 +1061,6 @@ impl State {
                 }
             }
         }
-        let _ = now;
         Ok((*last).clone())
     }
 
@@ -1102,16 +1096,10 @@ impl State {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let plural = m
-                .get("plural")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
             m.entry("singular")
                 .or_insert_with(|| json!(kind.to_lowercase()));
             m.entry("listKind")
                 .or_insert_with(|| json!(format!("{kind}List")));
-            let _ = plural;
         }
         let want_status = json!({
             "conditions": [
@@ -1284,7 +1272,7 @@ impl State {
                     ),
                 ));
             }
-            let gone = self.remove_now(&t.rt, &old, now)?;
+            let gone = self.remove_now(&t.rt, &old)?;
             return Ok((
                 200,
                 status::delete_success(
@@ -1594,8 +1582,7 @@ impl State {
         Ok(req)
     }
 
-    /// Objects that the garbage collector and namespace controller act on next; see
-    /// [`super::controllers`].
+    /// The served resource types.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -1698,12 +1685,12 @@ impl State {
     }
 
     /// Finishes a namespace whose content is gone (removes it).
-    pub fn finish_namespace(&mut self, ns: &Value, now: DateTime<Utc>) -> Result<(), ApiError> {
+    pub fn finish_namespace(&mut self, ns: &Value) -> Result<(), ApiError> {
         let rt = self
             .registry
             .find("", "v1", "namespaces")
             .expect("built in");
-        self.remove_now(&rt, ns, now).map(|_| ())
+        self.remove_now(&rt, ns).map(|_| ())
     }
 }
 
