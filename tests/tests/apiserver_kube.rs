@@ -1997,3 +1997,41 @@ async fn cluster_scoped_custom_resources_are_served_and_own_namespaced_objects()
         404
     );
 }
+
+#[tokio::test]
+async fn a_namespace_with_its_own_finalizer_waits_for_it_after_emptying() {
+    let (_h, client) = start(Config::default()).await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("held".into()),
+            finalizers: Some(vec!["example.com/hold".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    nss.delete("held", &DeleteParams::default()).await.unwrap();
+    let emptied = eventually(10, "spec.finalizers cleared", || async {
+        let n = nss.get("held").await.unwrap();
+        n.spec
+            .as_ref()
+            .and_then(|s| s.finalizers.clone())
+            .unwrap_or_default()
+            .is_empty()
+            .then_some(n)
+    })
+    .await;
+    assert_eq!(
+        emptied.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    nss.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(nss.get_opt("held").await.unwrap().is_none());
+}

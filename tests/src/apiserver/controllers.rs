@@ -197,7 +197,7 @@ pub fn reconcile(st: &mut State, now: DateTime<Utc>) -> bool {
         if changed {
             return true;
         }
-        if content.is_empty() && st.finish_namespace(ns).is_ok() {
+        if content.is_empty() && st.finish_namespace(ns).unwrap_or(false) {
             return true;
         }
     }

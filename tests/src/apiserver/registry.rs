@@ -1684,13 +1684,32 @@ impl State {
         self.create(&t, &body, &opts, now).map(|_| ())
     }
 
-    /// Finishes a namespace whose content is gone (removes it).
-    pub fn finish_namespace(&mut self, ns: &Value) -> Result<(), ApiError> {
+    /// Finishes a namespace whose content is gone: its `kubernetes` finalizer
+    /// (`spec.finalizers`) is removed, and the namespace with it unless other
+    /// `metadata.finalizers` still hold it (their removal deletes it then).
+    pub fn finish_namespace(&mut self, ns: &Value) -> Result<bool, ApiError> {
         let rt = self
             .registry
             .find("", "v1", "namespaces")
             .expect("built in");
-        self.remove_now(&rt, ns).map(|_| ())
+        if finalizers(ns).is_empty() {
+            return self.remove_now(&rt, ns).map(|_| true);
+        }
+        if ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            return Ok(false);
+        }
+        let mut new = ns.clone();
+        new["spec"] = json!({});
+        meta_mut(&mut new).insert(
+            "resourceVersion".into(),
+            json!(self.store.next_rv().to_string()),
+        );
+        self.store.put(&rt.storage, new);
+        Ok(true)
     }
 }
 
