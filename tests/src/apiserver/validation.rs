@@ -430,22 +430,38 @@ pub fn prune(obj: &mut Value, schema: &Value) -> Vec<String> {
     out
 }
 
-/// Applies schema `default`s to absent fields (structural defaulting).
+/// Structural defaulting: absent fields get their schema `default`; `null` in a field that is
+/// not `nullable` is replaced by the default or dropped (as apiextensions-apiserver prunes
+/// such nulls before validation — typed clients often send `null` for unset options).
 pub fn apply_defaults(obj: &mut Value, schema: &Value) {
+    fn fill(m: &mut Map<String, Value>, props: &Map<String, Value>, skip_meta: bool) {
+        for (k, ps) in props {
+            if skip_meta && (k == "metadata" || k == "apiVersion" || k == "kind") {
+                continue;
+            }
+            let nullable = ps.get("nullable").and_then(Value::as_bool) == Some(true);
+            match (m.get(k), ps.get("default")) {
+                (None, Some(d)) => {
+                    m.insert(k.clone(), d.clone());
+                }
+                (Some(Value::Null), Some(d)) if !nullable => {
+                    m.insert(k.clone(), d.clone());
+                }
+                (Some(Value::Null), None) if !nullable => {
+                    m.remove(k);
+                }
+                _ => {}
+            }
+            if let Some(child) = m.get_mut(k) {
+                go(child, ps);
+            }
+        }
+    }
     fn go(v: &mut Value, s: &Value) {
         match v {
             Value::Object(m) => {
                 if let Some(props) = s.get("properties").and_then(Value::as_object) {
-                    for (k, ps) in props {
-                        if !m.contains_key(k)
-                            && let Some(d) = ps.get("default")
-                        {
-                            m.insert(k.clone(), d.clone());
-                        }
-                        if let Some(child) = m.get_mut(k) {
-                            go(child, ps);
-                        }
-                    }
+                    fill(m, props, false);
                 }
             }
             Value::Array(items) => {
@@ -462,19 +478,7 @@ pub fn apply_defaults(obj: &mut Value, schema: &Value) {
         return;
     };
     let Some(m) = obj.as_object_mut() else { return };
-    for (k, ps) in props {
-        if k == "metadata" || k == "apiVersion" || k == "kind" {
-            continue;
-        }
-        if !m.contains_key(k)
-            && let Some(d) = ps.get("default")
-        {
-            m.insert(k.clone(), d.clone());
-        }
-        if let Some(child) = m.get_mut(k) {
-            go(child, ps);
-        }
-    }
+    fill(m, props, true);
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -668,6 +672,17 @@ mod tests {
             json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
             "spec": {"a": "1", "free": {"anything": true}}, "status": {"s": 1}})
         );
+    }
+
+    #[test]
+    fn nulls_in_non_nullable_fields_are_dropped_or_defaulted() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "a": {"type": "string"}, "b": {"type": "string", "default": "x"},
+            "c": {"type": "string", "nullable": true}, "d": {"type": "integer", "default": 3}}}}});
+        let mut o = json!({"spec": {"a": null, "b": null, "c": null}});
+        apply_defaults(&mut o, &schema);
+        assert_eq!(o, json!({"spec": {"b": "x", "c": null, "d": 3}}));
+        assert!(schema_causes(&o, &schema).is_empty());
     }
 
     #[test]
