@@ -2035,3 +2035,42 @@ async fn a_namespace_with_its_own_finalizer_waits_for_it_after_emptying() {
     .unwrap();
     assert!(nss.get_opt("held").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn kmsync_crds_load_from_the_chart_or_fail_loudly_when_missing() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kmsync/crds");
+    let started = kmsync_tests::FakeApiServer::start(Config::default().kmsync_crds()).await;
+    if !dir.exists() {
+        // Before the chart is generated on this branch: starting says which path is missing.
+        let err = started.err().expect("no CRD directory, no server");
+        assert!(err.to_string().contains("charts/kmsync/crds"), "{err}");
+        return;
+    }
+    let h = started.expect("the chart's CRDs load");
+    let client = common::client_for(&h);
+    let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
+    for kind in [
+        "ExternalSecret",
+        "SecretStore",
+        "ClusterSecretStore",
+        "ClusterExternalSecret",
+    ] {
+        let gvk = GroupVersionKind::gvk("alibabacloud.com", "v1alpha1", kind);
+        assert!(discovery.resolve_gvk(&gvk).is_some(), "{kind} is served");
+    }
+    let es: Api<DynamicObject> = Api::default_namespaced_with(
+        client,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "alibabacloud.com",
+            "v1alpha1",
+            "ExternalSecret",
+        )),
+    );
+    let obj = json!({"apiVersion": "alibabacloud.com/v1alpha1", "kind": "ExternalSecret", "metadata": {"name": "db"},
+        "spec": {"data": [{"key": "db-password", "name": "password"}]}});
+    let created = es
+        .patch("db", &PatchParams::apply("test"), &Patch::Apply(obj))
+        .await
+        .unwrap();
+    assert_eq!(created.data["spec"]["data"][0]["key"], "db-password");
+}
