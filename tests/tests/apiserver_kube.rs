@@ -613,6 +613,29 @@ async fn garbage_collector_deletes_dependents_of_deleted_owners() {
     .await;
     assert_eq!(kept.metadata.owner_references.unwrap()[0].name, "other");
 
+    // An owner in another namespace does not count: the dependent is collected.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &Namespace {
+            metadata: ObjectMeta {
+                name: Some("elsewhere".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let far: Api<Secret> = Api::namespaced(client.clone(), "elsewhere");
+    let mut cross = secret("cross", &[], &[]);
+    cross.metadata.owner_references = Some(vec![owner_ref(&other)]);
+    far.create(&PostParams::default(), &cross).await.unwrap();
+    eventually(10, "cross-namespace dependent collected", || async {
+        far.get_opt("cross").await.unwrap().is_none().then_some(())
+    })
+    .await;
+
     // Orphan: the dependent stays and loses its reference.
     let mut orphan = secret("orphan", &[], &[]);
     orphan.metadata.owner_references = Some(vec![owner_ref(&other)]);

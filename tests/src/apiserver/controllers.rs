@@ -6,6 +6,7 @@
 //!
 //! Garbage collector rules (after `pkg/controller/garbagecollector`):
 //! - a dependent whose ownerReferences all point to absent owners is deleted (background);
+//!   a namespaced owner in another namespace than the dependent's counts as absent;
 //! - a dependent with some owners present loses only its dangling references;
 //! - an owner deleted with `propagationPolicy=Orphan` has its dependents' references to it
 //!   removed, then its `orphan` finalizer;
@@ -78,7 +79,14 @@ pub fn reconcile(st: &mut State, now: DateTime<Utc>) -> bool {
         let mut waiting = false;
         for r in &refs {
             let ruid = r.get("uid").and_then(Value::as_str).unwrap_or_default();
-            match by_uid.get(ruid) {
+            // An owner is looked up in the dependent's namespace (or cluster-wide): a
+            // namespaced owner elsewhere counts as absent, as in the real collector.
+            let dependent_ns = v.pointer("/metadata/namespace").and_then(Value::as_str);
+            let owner = by_uid.get(ruid).filter(|o| {
+                let owner_ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
+                owner_ns.is_none() || owner_ns == dependent_ns
+            });
+            match owner {
                 None => dangling.push(r.clone()),
                 Some(owner) if deleting(owner) && has_finalizer(owner, "orphan") => {
                     orphaning.push(r.clone())
