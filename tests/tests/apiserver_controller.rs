@@ -120,6 +120,16 @@ async fn kube_runtime_controller_reconciles_custom_resources() {
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
     let task = tokio::spawn(controller);
+    assert!(
+        h.wait_for_watches("widgets", 1, Duration::from_secs(20))
+            .await,
+        "controller watches widgets"
+    );
+    assert!(
+        h.wait_for_watches("configmaps", 1, Duration::from_secs(20))
+            .await,
+        "and its ConfigMaps"
+    );
 
     widgets
         .create(
@@ -199,4 +209,9 @@ async fn kube_runtime_controller_reconciles_custom_resources() {
         && r.subresource == "status"
         && r.field_manager.as_deref() == Some(MANAGER)));
     task.abort();
+    let _ = task.await;
+    eventually(10, "watches closed", || async {
+        (h.open_watches("widgets") == 0).then_some(())
+    })
+    .await;
 }

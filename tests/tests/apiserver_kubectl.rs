@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{eventually, start};
+use common::start;
 use kmsync_tests::apiserver::Handle;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::json;
@@ -203,13 +203,11 @@ async fn kubectl_get_watch_streams_a_change(kube_version: &str) {
     );
     assert!(next().await.starts_with("w1 "));
     // The watch request is open once kubectl has printed the list; change the object.
-    eventually(20, "kubectl's watch", || async {
-        h.requests()
-            .iter()
-            .any(|r| r.verb == "watch" && r.resource == "widgets")
-            .then_some(())
-    })
-    .await;
+    assert!(
+        h.wait_for_watches("widgets", 1, Duration::from_secs(20))
+            .await,
+        "kubectl's watch"
+    );
     widgets(&client)
         .patch(
             "w1",
@@ -421,13 +419,11 @@ async fn kubectl_wait_returns_when_the_condition_is_ready(kube_version: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl runs");
-    eventually(20, "kubectl wait to watch", || async {
-        h.requests()
-            .iter()
-            .any(|r| r.verb == "watch" && r.resource == "widgets")
-            .then_some(())
-    })
-    .await;
+    assert!(
+        h.wait_for_watches("widgets", 1, Duration::from_secs(20))
+            .await,
+        "kubectl wait to watch"
+    );
     let status =
         json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Done"}]}});
     widgets(&client)

@@ -986,7 +986,39 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(b)
 }
 
+/// Counts a watch as open for its lifetime (see [`super::Handle::open_watches`]).
+struct OpenWatch {
+    inner: Arc<Inner>,
+    resource: String,
+}
+
+impl OpenWatch {
+    fn new(inner: Arc<Inner>, resource: &str) -> Self {
+        let mut open = inner.open_watches.lock().unwrap_or_else(|e| e.into_inner());
+        *open.entry(resource.to_string()).or_default() += 1;
+        drop(open);
+        OpenWatch {
+            inner,
+            resource: resource.to_string(),
+        }
+    }
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        let mut open = self
+            .inner
+            .open_watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.resource) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 async fn run_watch(inner: Arc<Inner>, mut s: WatchSetup, tx: mpsc::Sender<Bytes>) {
+    let _open = OpenWatch::new(inner.clone(), &s.target.rt.plural);
     let mut r = Renderer {
         target: s.target.clone(),
         output: s.output,

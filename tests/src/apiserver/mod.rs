@@ -169,6 +169,8 @@ pub struct Inner {
     version: discovery::VersionInfo,
     bookmark_interval: Duration,
     addr: SocketAddr,
+    /// Open watch streams by resource (plural).
+    open_watches: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl Inner {
@@ -218,6 +220,7 @@ impl FakeApiServer {
             },
             bookmark_interval: config.bookmark_interval,
             addr,
+            open_watches: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -423,6 +426,29 @@ impl Handle {
     /// Adds `latency` before every request (zero to stop).
     pub fn set_latency(&self, latency: Duration) {
         self.inner.journal.set_latency(latency);
+    }
+
+    /// How many watch streams on `resource` (plural, e.g. `secrets`) are open right now.
+    pub fn open_watches(&self, resource: &str) -> usize {
+        let open = self
+            .inner
+            .open_watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        open.get(resource).copied().unwrap_or(0)
+    }
+
+    /// Waits until at least `n` watches on `resource` are open (e.g. a controller under test
+    /// has started), polling; `false` if `timeout` passes first.
+    pub async fn wait_for_watches(&self, resource: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.open_watches(resource) < n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Ends every open watch stream (clients see the stream close and re-watch).
