@@ -2,6 +2,7 @@
 //!
 //! - [`apiserver`]: a fake kube-apiserver that kube-rs controllers and `kubectl` can use
 //!   (discovery, watches, server-side apply, finalizers, garbage collection, Tables, ...).
+#![warn(missing_docs)]
 
 pub mod apiserver;
 
