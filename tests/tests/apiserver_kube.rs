@@ -1637,6 +1637,7 @@ async fn malformed_requests_get_status_errors_never_a_crash() {
     seed.create(&PostParams::default(), &secret("s", &[], &[]))
         .await
         .unwrap();
+    let long_unicode_prefix = json!({"metadata": {"generateName": "€".repeat(30)}}).to_string();
     let cases: Vec<(&str, String, &str, &str, u16)> = vec![
         ("POST", secrets.into(), "application/json", "not json", 400),
         ("POST", secrets.into(), "application/json", "[]", 400),
@@ -1674,6 +1675,13 @@ async fn malformed_requests_get_status_errors_never_a_crash() {
             secrets.into(),
             "application/json",
             r#"{"metadata": {"name": "Not_A_Name"}}"#,
+            422,
+        ),
+        (
+            "POST",
+            secrets.into(),
+            "application/json",
+            &long_unicode_prefix,
             422,
         ),
         (

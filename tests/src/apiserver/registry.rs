@@ -333,11 +333,11 @@ impl State {
                 .map(|_| ALNUM[rand::random_range(0..ALNUM.len())] as char)
                 .collect();
             let max = 63 - 5;
-            let prefix = if prefix.len() > max {
-                &prefix[..max]
-            } else {
-                &prefix
-            };
+            let mut cut = prefix.len().min(max);
+            while !prefix.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let prefix = &prefix[..cut];
             name = format!("{prefix}{suffix}");
             meta.insert("name".into(), json!(name));
         }
