@@ -524,3 +524,55 @@ impl Drop for Handle {
         self.inner.shutdown.send_replace(true);
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    //! Arbitrary input to every parser must produce a value or an error, never a panic.
+
+    use serde_json::json;
+
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    fn random_text(state: &mut u64, len: usize) -> String {
+        const ALPHABET: &[&str] = &[
+            "a", "b", "=", "!", ",", "(", ")", " ", "in", "notin", ".", "[", "]", "?", "@", "\"",
+            "'", "*", "0", "9", "-", "/", "€", "é", "{", "}", ":", "$", ">", "<", "\\",
+        ];
+        (0..len)
+            .map(|_| ALPHABET[(xorshift(state) % ALPHABET.len() as u64) as usize])
+            .collect()
+    }
+
+    #[test]
+    fn parsers_never_panic_on_arbitrary_input() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let doc = json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "status": {"conditions": [{"type": "Ready"}]}});
+        for round in 0..3000 {
+            let text = random_text(&mut state, round % 40);
+            let _ = super::selector::LabelSelector::parse(&text);
+            let _ = super::selector::FieldSelector::parse(&text, &["type".into()]);
+            let _ = super::table::eval_json_path(&doc, &text);
+            let _ = super::patch::strategic_merge_patch(&doc, text.as_bytes());
+            let _ = super::patch::json_patch(&doc, text.as_bytes());
+            let _ = super::patch::merge_patch(&doc, text.as_bytes());
+            let bytes: Vec<u8> = (0..round % 64)
+                .map(|_| xorshift(&mut state) as u8)
+                .collect();
+            let mut body = super::proto::MAGIC.to_vec();
+            body.extend(&bytes);
+            let _ = super::proto::decode(&body);
+            let _ =
+                super::fields::FieldSet::from_json(&json!({ text.clone(): {"." : {}, "k:{": {}} }));
+            let _ = super::fields::path_string(&[
+                text.clone(),
+                format!("k:{text}"),
+                format!("v:{text}"),
+            ]);
+        }
+    }
+}
