@@ -25,6 +25,15 @@ fi
   -r tests/conformance/requirements.txt -r host/tests/crd-cel/requirements.txt \
   -r tests/chart/requirements.txt
 
+step "kubectl"
+# The fake kube-apiserver's tests run the real kubectl (shipped in the machine image). Fail
+# here, loudly, rather than deep inside a test if it is missing.
+if ! command -v "${KUBECTL:-kubectl}" >/dev/null 2>&1; then
+    echo "kubectl not found: the fake kube-apiserver tests need it (set KUBECTL or install kubectl 1.32+)" >&2
+    exit 1
+fi
+"${KUBECTL:-kubectl}" version --client
+
 step "format"
 cargo fmt --all -- --check
 
