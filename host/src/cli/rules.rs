@@ -42,7 +42,7 @@ pub enum RulesCommand {
     /// List the built-in rules.
     List,
     /// Print a realistic input envelope for a hook, built from a sample secret.
-    Envelope(EnvelopeArgs),
+    Envelope(Box<EnvelopeArgs>),
     /// Benchmark: cold compile, cache hit, and per-call time of rules on 1 KiB and 30 KiB
     /// secrets (run a release build; pin to one core with `taskset -c 0`).
     Bench(BenchArgs),
@@ -206,7 +206,7 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<i32> {
         RulesCommand::Test(a) => test(a).await,
         RulesCommand::Inspect(a) => inspect(a).await,
         RulesCommand::List => list(),
-        RulesCommand::Envelope(a) => envelope_cmd(a),
+        RulesCommand::Envelope(a) => envelope_cmd(*a),
         RulesCommand::Bench(a) => bench(a).await,
     }
 }
