@@ -485,6 +485,103 @@ fn manifests_are_read_from_stdin_and_usage_errors_exit_2() {
     );
 }
 
+#[test]
+fn a_cluster_external_secret_renders_once_per_selected_namespace_through_a_cluster_store() {
+    let manifests = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {tier: apps}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b, labels: {tier: apps}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: kube-system}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: kmsync}
+stringData: {id: quickstart, secret: quickstart-secret-not-real}
+---
+apiVersion: alibabacloud.com/v1alpha1
+kind: ClusterSecretStore
+metadata: {name: shared}
+spec:
+  conditions:
+    - namespaceSelector: {matchLabels: {tier: apps}}
+  keyNamePolicy: {allowedKeys: ["plain-text"]}
+  KMS:
+    KMSAuth:
+      accessKey: {name: creds, namespace: kmsync, key: id}
+      accessKeySecret: {name: creds, namespace: kmsync, key: secret}
+---
+apiVersion: alibabacloud.com/v1alpha1
+kind: ClusterExternalSecret
+metadata: {name: greeting}
+spec:
+  externalSecretName: hello
+  externalSecretMetadata: {labels: {stamped: "yes"}}
+  namespaceSelectors:
+    - matchLabels: {tier: apps}
+  externalSecretSpec:
+    data:
+      - {key: plain-text, name: greeting, secretStoreRef: {name: shared, kind: ClusterSecretStore}}
+"#;
+    let out = render(
+        &[
+            "-f",
+            "-",
+            "--emulator",
+            QUICKSTART_SEED,
+            "--show-values",
+            "-o",
+            "json",
+        ],
+        Some(manifests),
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let placed: Vec<(String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metadata"]["namespace"].as_str().unwrap().to_owned(),
+                s["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            ("team-a".to_owned(), "hello".to_owned()),
+            ("team-b".to_owned(), "hello".to_owned())
+        ]
+    );
+    assert_eq!(
+        list["items"][0]["data"]["greeting"],
+        b64(b"hello from the kmsync emulator")
+    );
+
+    // The store's conditions are enforced for namespaces it does not select.
+    let out = render(
+        &["-f", "-", "--emulator", QUICKSTART_SEED],
+        Some(&manifests.replace(
+            "- matchLabels: {tier: apps}\n  externalSecretSpec",
+            "- matchLabels: {}\n  externalSecretSpec",
+        )),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("error: ExternalSecret kube-system/hello: spec.data[0]: ClusterSecretStore shared may not be used from namespace \"kube-system\" (its spec.conditions do not select it)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A running `kmsync emulator` (plain HTTP), killed on drop.
 struct EmulatorProcess {
     child: Child,
