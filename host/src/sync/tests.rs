@@ -976,3 +976,17 @@ async fn rule_contexts_and_compat_configs_describe_the_entry() {
         ))
     );
 }
+
+#[tokio::test]
+async fn syncs_run_on_spawned_tasks_as_the_controller_runs_them() {
+    let f = fixture(FakeKms::default().text("a", "v"));
+    let pipeline = Arc::new(f.pipeline);
+    let env = Arc::new(f.env);
+    let spec = es("  data:\n    - {key: a, secretStoreRef: {name: kms}}\n");
+    let task = tokio::spawn({
+        let (pipeline, env) = (pipeline.clone(), env.clone());
+        async move { pipeline.sync(&spec, env.as_ref(), None).await }
+    });
+    let out = task.await.unwrap().unwrap();
+    assert_eq!(text(&out, "a"), "v");
+}
