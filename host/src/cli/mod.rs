@@ -4,6 +4,7 @@
 mod emulator;
 mod kms;
 mod oos;
+pub mod render;
 pub mod rules;
 
 use std::process::ExitCode;
@@ -51,11 +52,13 @@ pub enum Command {
     },
     /// Develop, test and inspect WebAssembly rule modules.
     Rules(rules::RulesArgs),
+    /// Print the Secrets that ExternalSecret manifests would produce (no cluster needed).
+    Render(render::RenderArgs),
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -71,7 +74,12 @@ fn init_tracing(format: LogFormat) {
 /// printed to stderr with their causes).
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // `render` prints manifests; its stderr carries errors and warnings only.
+    let default_level = match cli.command {
+        Command::Render(_) => "warn",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default_level);
     match run_command(cli.command).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
@@ -89,5 +97,6 @@ async fn run_command(command: Command) -> anyhow::Result<i32> {
         Command::Kms { command } => kms::run(command).await.map(|()| 0),
         Command::Oos { command } => oos::run(command).await.map(|()| 0),
         Command::Rules(args) => rules::run(args).await,
+        Command::Render(args) => render::run(args).await,
     }
 }
