@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::retry::is_retryable_api_error;
+use super::transport::Retryable;
 
 /// An error answer from the service: the JSON `{Code, Message, RequestId, HttpStatus?, HostId?,
 /// Recommend?}` body of a non-2xx response (`shared/docs/alibaba-cloud-protocol.md`, "Gateway
@@ -34,6 +35,18 @@ impl ApiError {
     /// or any 5xx.
     pub fn is_retryable(&self) -> bool {
         is_retryable_api_error(&self.code, self.http_status)
+    }
+
+    /// A short, bounded label for metrics: `api_throttled` (`Rejected.Throttling` or HTTP
+    /// 429), `api_server_error` (5xx) or `api_client_error`.
+    pub fn metric_label(&self) -> &'static str {
+        if self.code == "Rejected.Throttling" || self.http_status == 429 {
+            "api_throttled"
+        } else if self.http_status >= 500 {
+            "api_server_error"
+        } else {
+            "api_client_error"
+        }
     }
 }
 
@@ -252,11 +265,7 @@ impl RpcError {
     /// `client_build`, `invalid_ca_bundle`, `tls`.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::Api(e) if e.code == "Rejected.Throttling" || e.http_status == 429 => {
-                "api_throttled"
-            }
-            Self::Api(e) if e.http_status >= 500 => "api_server_error",
-            Self::Api(_) => "api_client_error",
+            Self::Api(e) => e.metric_label(),
             Self::UnexpectedResponse { .. } => "unexpected_response",
             Self::Connect { .. } => "connect",
             Self::Connection { .. } => "connection",
@@ -265,6 +274,21 @@ impl RpcError {
             Self::InvalidCaBundle { .. } => "invalid_ca_bundle",
             Self::Tls { .. } => "tls",
         }
+    }
+}
+
+impl Retryable for RpcError {
+    fn is_retryable(&self) -> bool {
+        RpcError::is_retryable(self)
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        RpcError::retry_after(self)
+    }
+    fn metric_label(&self) -> &'static str {
+        RpcError::metric_label(self)
+    }
+    fn code(&self) -> Option<&str> {
+        RpcError::code(self)
     }
 }
 
