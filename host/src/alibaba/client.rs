@@ -446,6 +446,8 @@ impl RpcClient {
         let kind = classify(&e);
         let source = e.without_url();
         match kind {
+            // An untrusted certificate stays a `Connect` error (the handshake failed); its
+            // source tells `RpcError::is_retryable` not to repeat it.
             TransportKind::UntrustedCertificate | TransportKind::Connect => RpcError::Connect {
                 action,
                 host,

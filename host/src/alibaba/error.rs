@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::retry::is_retryable_api_error;
-use super::transport::Retryable;
+use super::transport::{Retryable, is_certificate_error};
 
 /// An error answer from the service: the JSON `{Code, Message, RequestId, HttpStatus?, HostId?,
 /// Recommend?}` body of a non-2xx response (`shared/docs/alibaba-cloud-protocol.md`, "Gateway
@@ -154,7 +154,7 @@ pub enum RpcError {
         problem: BodyProblem,
     },
     /// No connection could be made (DNS, refused, TLS handshake, certificate not trusted,
-    /// connect timeout).
+    /// connect timeout). Retryable, except when the certificate was not trusted.
     #[error("{action}: could not connect to {host}")]
     Connect {
         /// API action.
@@ -248,11 +248,13 @@ impl RpcError {
 
     /// Whether the call may succeed if repeated (see [`super::retry`]): throttling, 5xx, failed
     /// connects and broken connections. Unusable 5xx bodies (an HTML 502 page) count as 5xx.
+    /// A certificate that is not trusted is not retried: it will not be trusted next time.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api(e) => e.is_retryable(),
             Self::UnexpectedResponse { http_status, .. } => (500..600).contains(http_status),
-            Self::Connect { .. } | Self::Connection { .. } => true,
+            Self::Connect { source, .. } => !is_certificate_error(source),
+            Self::Connection { .. } => true,
             Self::Timeout { .. }
             | Self::ClientBuild { .. }
             | Self::InvalidCaBundle { .. }
