@@ -798,6 +798,9 @@ async fn tls_works_with_the_pinned_ca_and_is_refused_without_it() {
         cause = c.source();
     }
     assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+    // An untrusted certificate stays untrusted: repeating the handshake would only delay the
+    // error by the whole backoff.
+    assert!(!err.is_retryable(), "{err:?}");
     // Only the successful call got through the TLS handshake.
     assert_eq!(emu.counters().action("GetSecretValue"), 1);
 }

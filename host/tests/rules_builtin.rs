@@ -2,6 +2,7 @@
 //! `rules/<name>/cases.yaml` passes, and the typed API the sync pipeline uses works.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kmsync::rules::cases::{self, CaseReport};
 use kmsync::rules::{
@@ -16,6 +17,17 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// An engine with the default limits but a deadline no loaded machine misses: these tests
+/// check what the rules compute, not how fast (the deadline itself is tested in
+/// `rules_hostile.rs`).
+fn engine() -> RuleEngine {
+    RuleEngine::new(RuleLimits {
+        deadline: Duration::from_secs(10),
+        ..RuleLimits::default()
+    })
+    .unwrap()
+}
+
 fn explain(report: &CaseReport) -> String {
     report
         .outcomes
@@ -28,7 +40,7 @@ fn explain(report: &CaseReport) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_builtin_passes_its_case_file() {
-    let engine = RuleEngine::new(RuleLimits::default()).unwrap();
+    let engine = engine();
     let files = cases::builtin_case_files(&workspace());
     assert_eq!(
         files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
@@ -50,7 +62,7 @@ async fn every_builtin_passes_its_case_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_rule_passes_its_case_file() {
-    let engine = RuleEngine::new(RuleLimits::default()).unwrap();
+    let engine = engine();
     let module = concat!(env!("OUT_DIR"), "/kmsync_example_connection_string.wasm");
     let file = workspace().join("rules/examples/connection-string/cases.yaml");
     let report = cases::run_file(&engine, &file, Some(module)).await.unwrap();
@@ -67,7 +79,7 @@ async fn the_example_rule_passes_its_case_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_case_is_reported_with_a_diff() {
-    let engine = RuleEngine::new(RuleLimits::default()).unwrap();
+    let engine = engine();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cases.yaml");
     std::fs::write(
@@ -103,7 +115,7 @@ cases:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtins_load_with_matching_metadata() {
-    let engine = RuleEngine::new(RuleLimits::default()).unwrap();
+    let engine = engine();
     for name in builtin::names() {
         let wasm = builtin::wasm(name).unwrap();
         let meta = read_metadata(wasm).unwrap();
@@ -137,7 +149,7 @@ async fn builtins_load_with_matching_metadata() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typed_api_returns_secret_bytes_and_decisions() {
-    let engine = RuleEngine::new(RuleLimits::default()).unwrap();
+    let engine = engine();
     let jmespath = engine.builtin("jmespath").await.unwrap();
     let mut input: TransformInput =
         kmsync_guest_sdk::testing::secret(r#"{"name":"tom","friends":[{"name":"lily"}]}"#);
@@ -179,7 +191,7 @@ async fn the_typed_api_returns_secret_bytes_and_decisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_errors_never_carry_secret_values() {
-    let engine = RuleEngine::new(RuleLimits::default()).unwrap();
+    let engine = engine();
     let marker = "MARKER-hunter2-value";
     let cases = [
         (

@@ -472,7 +472,11 @@ async fn guest_log_lines_are_captured_with_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_guest_panic_reaches_the_caller_with_its_message_and_location() {
-    let engine = engine(RuleLimits::default());
+    // The second call must succeed: a deadline no loaded machine misses.
+    let engine = engine(RuleLimits {
+        deadline: Duration::from_secs(10),
+        ..Default::default()
+    });
     let rule = engine.load(&hostile_rust_rule()).await.unwrap();
     let err = rule
         .transform(&input(json!({"panic": "custom failure 42"})))

@@ -21,6 +21,9 @@ use super::error::{ApiError, BodyProblem, RpcError, sanitize_message};
 use super::response::{parse_error_body, parse_json};
 use super::retry::{RetryPolicy, retry_after};
 use super::sign::{SignatureVersion, SigningCredentials, sign_v1, sign_v3};
+use super::transport::{
+    BodyError, HttpSettings, TransportKind, classify, http_client, read_capped, with_retries,
+};
 
 /// Which certificate authorities the client trusts.
 #[derive(Clone, Debug, Default)]
@@ -224,20 +227,14 @@ impl RpcClient {
     /// [`RpcError::InvalidCaBundle`] / [`RpcError::Tls`] for an unusable TLS setup,
     /// [`RpcError::ClientBuild`] when reqwest refuses the configuration.
     pub fn new(config: ClientConfig) -> Result<Self, RpcError> {
-        let tls = tls_config(&config.tls_roots)?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(config.user_agent.clone());
-        for (host, addr) in &config.resolve {
-            builder = builder.resolve(host, *addr);
-        }
-        let http = builder
-            .build()
-            .map_err(|source| RpcError::ClientBuild { source })?;
+        let http = http_client(HttpSettings {
+            tls: tls_config(&config.tls_roots)?,
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            user_agent: Some(&config.user_agent),
+            resolve: &config.resolve,
+        })
+        .map_err(|source| RpcError::ClientBuild { source })?;
         Ok(Self {
             http,
             config: Arc::new(config),
@@ -290,28 +287,13 @@ impl RpcClient {
         auth: Auth<'_>,
         request: &RpcRequest,
     ) -> Result<RpcResponse, RpcError> {
-        let max = self.config.retry.max_attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            match self.attempt(endpoint, auth, request, attempt).await {
-                Ok(response) => return Ok(response),
-                Err(err) if err.is_retryable() && attempt < max => {
-                    let delay = self.config.retry.delay(attempt, err.retry_after());
-                    tracing::debug!(
-                        action = request.action,
-                        host = %endpoint.host_header(),
-                        attempt,
-                        error = err.metric_label(),
-                        code = err.code().unwrap_or(""),
-                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "retrying Alibaba Cloud call"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        with_retries(
+            &self.config.retry,
+            request.action,
+            &endpoint.host_header(),
+            |attempt| self.attempt(endpoint, auth, request, attempt),
+        )
+        .await
     }
 
     async fn attempt(
@@ -420,25 +402,19 @@ impl RpcClient {
             .map(str::to_owned);
 
         let limit = self.config.max_body_bytes;
-        let mut body = Zeroizing::new(Vec::new());
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
-                        return Err(RpcError::UnexpectedResponse {
-                            action,
-                            host,
-                            http_status: status,
-                            request_id: header_request_id,
-                            problem: BodyProblem::TooLarge { limit },
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(self.transport_error(action, &host, e)),
+        let body = match read_capped(&mut response, limit).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return Err(RpcError::UnexpectedResponse {
+                    action,
+                    host,
+                    http_status: status,
+                    request_id: header_request_id,
+                    problem: BodyProblem::TooLarge { limit },
+                });
             }
-        }
+            Err(BodyError::Transport(e)) => return Err(self.transport_error(action, &host, e)),
+        };
         tracing::debug!(action, host = %host, attempt, status, bytes = body.len(), "Alibaba Cloud response");
 
         if (200..300).contains(&status) {
@@ -467,28 +443,27 @@ impl RpcClient {
 
     fn transport_error(&self, action: &'static str, host: &str, e: reqwest::Error) -> RpcError {
         let host = host.to_owned();
-        let is_connect = e.is_connect();
-        let is_timeout = e.is_timeout();
+        let kind = classify(&e);
         let source = e.without_url();
-        if is_connect {
-            RpcError::Connect {
+        match kind {
+            // An untrusted certificate stays a `Connect` error (the handshake failed); its
+            // source tells `RpcError::is_retryable` not to repeat it.
+            TransportKind::UntrustedCertificate | TransportKind::Connect => RpcError::Connect {
                 action,
                 host,
                 source,
-            }
-        } else if is_timeout {
-            RpcError::Timeout {
+            },
+            TransportKind::Timeout => RpcError::Timeout {
                 action,
                 host,
                 timeout: self.config.request_timeout,
                 source,
-            }
-        } else {
-            RpcError::Connection {
+            },
+            TransportKind::Connection => RpcError::Connection {
                 action,
                 host,
                 source,
-            }
+            },
         }
     }
 }

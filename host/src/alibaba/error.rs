@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::retry::is_retryable_api_error;
+use super::transport::{Retryable, is_certificate_error};
 
 /// An error answer from the service: the JSON `{Code, Message, RequestId, HttpStatus?, HostId?,
 /// Recommend?}` body of a non-2xx response (`shared/docs/alibaba-cloud-protocol.md`, "Gateway
@@ -34,6 +35,18 @@ impl ApiError {
     /// or any 5xx.
     pub fn is_retryable(&self) -> bool {
         is_retryable_api_error(&self.code, self.http_status)
+    }
+
+    /// A short, bounded label for metrics: `api_throttled` (`Rejected.Throttling` or HTTP
+    /// 429), `api_server_error` (5xx) or `api_client_error`.
+    pub fn metric_label(&self) -> &'static str {
+        if self.code == "Rejected.Throttling" || self.http_status == 429 {
+            "api_throttled"
+        } else if self.http_status >= 500 {
+            "api_server_error"
+        } else {
+            "api_client_error"
+        }
     }
 }
 
@@ -141,7 +154,7 @@ pub enum RpcError {
         problem: BodyProblem,
     },
     /// No connection could be made (DNS, refused, TLS handshake, certificate not trusted,
-    /// connect timeout).
+    /// connect timeout). Retryable, except when the certificate was not trusted.
     #[error("{action}: could not connect to {host}")]
     Connect {
         /// API action.
@@ -235,11 +248,13 @@ impl RpcError {
 
     /// Whether the call may succeed if repeated (see [`super::retry`]): throttling, 5xx, failed
     /// connects and broken connections. Unusable 5xx bodies (an HTML 502 page) count as 5xx.
+    /// A certificate that is not trusted is not retried: it will not be trusted next time.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api(e) => e.is_retryable(),
             Self::UnexpectedResponse { http_status, .. } => (500..600).contains(http_status),
-            Self::Connect { .. } | Self::Connection { .. } => true,
+            Self::Connect { source, .. } => !is_certificate_error(source),
+            Self::Connection { .. } => true,
             Self::Timeout { .. }
             | Self::ClientBuild { .. }
             | Self::InvalidCaBundle { .. }
@@ -252,11 +267,7 @@ impl RpcError {
     /// `client_build`, `invalid_ca_bundle`, `tls`.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::Api(e) if e.code == "Rejected.Throttling" || e.http_status == 429 => {
-                "api_throttled"
-            }
-            Self::Api(e) if e.http_status >= 500 => "api_server_error",
-            Self::Api(_) => "api_client_error",
+            Self::Api(e) => e.metric_label(),
             Self::UnexpectedResponse { .. } => "unexpected_response",
             Self::Connect { .. } => "connect",
             Self::Connection { .. } => "connection",
@@ -265,6 +276,21 @@ impl RpcError {
             Self::InvalidCaBundle { .. } => "invalid_ca_bundle",
             Self::Tls { .. } => "tls",
         }
+    }
+}
+
+impl Retryable for RpcError {
+    fn is_retryable(&self) -> bool {
+        RpcError::is_retryable(self)
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        RpcError::retry_after(self)
+    }
+    fn metric_label(&self) -> &'static str {
+        RpcError::metric_label(self)
+    }
+    fn code(&self) -> Option<&str> {
+        RpcError::code(self)
     }
 }
 

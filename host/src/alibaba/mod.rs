@@ -21,6 +21,7 @@ pub mod error;
 pub mod response;
 pub mod retry;
 pub mod sign;
+pub(crate) mod transport;
 
 pub use client::{ClientConfig, RpcClient, RpcRequest, RpcResponse, TlsRoots};
 pub use endpoint::{Endpoint, EndpointError, EndpointPolicy, EndpointSource, Network, Service};

@@ -21,12 +21,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
+use zeroize::Zeroizing;
 
 use super::refresh::CredentialsFetcher;
 use super::sts::parse_expiration;
 use super::{Credentials, CredentialsError};
 use crate::alibaba::BodyProblem;
 use crate::alibaba::response::{parse_json, required};
+use crate::alibaba::transport::{BodyError, HttpSettings, http_client, read_capped};
 use crate::value::SecretString;
 
 /// The metadata server every ECS instance reaches.
@@ -39,6 +41,9 @@ pub const ENV_ECS_METADATA_DISABLED: &str = "ALIBABA_CLOUD_ECS_METADATA_DISABLED
 pub const ENV_IMDSV1_DISABLED: &str = "ALIBABA_CLOUD_IMDSV1_DISABLED";
 /// Metadata token lifetime requested, in seconds (the SDKs' `defaultMetadataTokenDuration`).
 pub const METADATA_TOKEN_TTL_SECONDS: u32 = 21600;
+
+/// Largest metadata answer read, in bytes (a credentials document is well under 4 KiB).
+pub const MAX_METADATA_BODY_BYTES: usize = 64 * 1024;
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const ROLE_PATH: &str = "/latest/meta-data/ram/security-credentials/";
@@ -133,14 +138,14 @@ impl EcsRamRole {
         }
         let tls = crate::alibaba::client::tls_config(&crate::alibaba::TlsRoots::WebPki)
             .map_err(|_| bad("the TLS configuration could not be built"))?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(config.timeout)
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|_| bad("the HTTP client could not be built"))?;
+        let http = http_client(HttpSettings {
+            tls,
+            connect_timeout: config.timeout,
+            request_timeout: config.timeout,
+            user_agent: None,
+            resolve: &[],
+        })
+        .map_err(|_| bad("the HTTP client could not be built"))?;
         Ok(Self { http, base, config })
     }
 
@@ -156,6 +161,25 @@ impl EcsRamRole {
         }
     }
 
+    /// The body of a metadata answer, at most [`MAX_METADATA_BODY_BYTES`].
+    async fn body(
+        &self,
+        step: &'static str,
+        response: &mut reqwest::Response,
+    ) -> Result<Zeroizing<Vec<u8>>, CredentialsError> {
+        read_capped(response, MAX_METADATA_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => CredentialsError::MetadataResponse {
+                    step,
+                    problem: BodyProblem::TooLarge {
+                        limit: MAX_METADATA_BODY_BYTES,
+                    },
+                },
+                BodyError::Transport(e) => self.unreachable(step, e),
+            })
+    }
+
     /// Step 1. `Ok(None)` when falling back to requests without a token.
     async fn metadata_token(&self) -> Result<Option<SecretString>, CredentialsError> {
         let result = self
@@ -168,13 +192,18 @@ impl EcsRamRole {
             .send()
             .await;
         let outcome = match result {
-            Ok(r) if r.status().is_success() => match r.text().await {
-                Ok(t) if !t.trim().is_empty() => return Ok(Some(SecretString::new(t))),
-                Ok(_) => Err(CredentialsError::MetadataResponse {
-                    step: "token",
-                    problem: BodyProblem::Empty,
-                }),
-                Err(e) => Err(self.unreachable("token", e)),
+            Ok(mut r) if r.status().is_success() => match self.body("token", &mut r).await {
+                Ok(body) => {
+                    let text = String::from_utf8_lossy(&body);
+                    if !text.trim().is_empty() {
+                        return Ok(Some(SecretString::new(text.into_owned())));
+                    }
+                    Err(CredentialsError::MetadataResponse {
+                        step: "token",
+                        problem: BodyProblem::Empty,
+                    })
+                }
+                Err(e) => Err(e),
             },
             Ok(r) => Err(CredentialsError::MetadataStatus {
                 step: "token",
@@ -216,12 +245,9 @@ impl EcsRamRole {
         if let Some(name) = &self.config.role_name {
             return Ok(name.clone());
         }
-        let text = self
-            .get("role name", ROLE_PATH, token)
-            .await?
-            .text()
-            .await
-            .map_err(|e| self.unreachable("role name", e))?;
+        let mut response = self.get("role name", ROLE_PATH, token).await?;
+        let body = self.body("role name", &mut response).await?;
+        let text = String::from_utf8_lossy(&body);
         let name = text.trim();
         let valid = !name.is_empty()
             && name.len() <= 128
@@ -247,7 +273,7 @@ impl CredentialsFetcher for EcsRamRole {
     async fn fetch(&self) -> Result<Credentials, CredentialsError> {
         let token = self.metadata_token().await?;
         let role = self.role_name(token.as_ref()).await?;
-        let response = self
+        let mut response = self
             .get("credentials", &format!("{ROLE_PATH}{role}"), token.as_ref())
             .await?;
         let content_type = response
@@ -255,13 +281,7 @@ impl CredentialsFetcher for EcsRamRole {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = zeroize::Zeroizing::new(
-            response
-                .bytes()
-                .await
-                .map_err(|e| self.unreachable("credentials", e))?
-                .to_vec(),
-        );
+        let body = self.body("credentials", &mut response).await?;
         let problem = |problem| CredentialsError::MetadataResponse {
             step: "credentials",
             problem,
@@ -316,6 +336,34 @@ mod tests {
             );
         }
         EcsRamRole::new(EcsMetadataConfig::default()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn oversized_metadata_answers_are_refused_without_reading_them_whole() {
+        let addr = crate::alibaba::transport::serve_body(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            64 << 20,
+        )
+        .await;
+        let role = EcsRamRole::new(EcsMetadataConfig {
+            base_url: format!("http://{addr}"),
+            timeout: Duration::from_secs(30),
+            ..EcsMetadataConfig::default()
+        })
+        .unwrap();
+        let err = role.fetch().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CredentialsError::MetadataResponse {
+                    step: "role name",
+                    problem: BodyProblem::TooLarge {
+                        limit: MAX_METADATA_BODY_BYTES
+                    },
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -337,6 +337,23 @@ fn display_paths(paths: &[PathBuf]) -> String {
 }
 
 impl CredentialsError {
+    /// Whether asking again later may succeed without anyone changing a store or a Secret:
+    /// an STS call that failed retryably (throttling, 5xx, connection), an unreachable or
+    /// 5xx/429-answering metadata server, or a refresh that failed for one of these reasons.
+    /// Configuration problems (missing files, bad values, refused roles) are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Sts { source, .. } => source.is_retryable(),
+            Self::MetadataUnreachable { .. } => true,
+            Self::MetadataStatus { status, .. } => *status == 429 || *status >= 500,
+            Self::Upstream { source, .. } => source.is_retryable(),
+            Self::RefreshFailed { source, .. } | Self::BackingOff { source, .. } => {
+                source.is_retryable()
+            }
+            _ => false,
+        }
+    }
+
     /// Bounded label for metrics: the variant name.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -561,6 +578,43 @@ impl CredentialsProvider for StaticCredentials {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_passing_failures_are_retryable() {
+        let sts = |code: &str, status: u16| CredentialsError::Sts {
+            action: "AssumeRole",
+            role_arn: "acs:ram::1:role/r".into(),
+            source: Box::new(RpcError::Api(Box::new(crate::alibaba::ApiError {
+                action: "AssumeRole",
+                code: code.into(),
+                message: String::new(),
+                http_status: status,
+                request_id: None,
+                retry_after: None,
+            }))),
+        };
+        assert!(sts("Throttling.User", 503).is_retryable());
+        assert!(!sts("EntityNotExist.Role", 404).is_retryable());
+        let backing_off = CredentialsError::BackingOff {
+            provider: "assume_role",
+            retry_in: std::time::Duration::from_secs(1),
+            source: Arc::new(CredentialsError::Upstream {
+                provider: "assume_role",
+                upstream: "ecs_ram_role",
+                source: Box::new(CredentialsError::MetadataStatus {
+                    step: "credentials",
+                    status: 502,
+                }),
+            }),
+        };
+        assert!(backing_off.is_retryable());
+        let refused = CredentialsError::RefreshFailed {
+            provider: "oidc_role",
+            source: Arc::new(sts("AuthenticationFail.OIDCToken.Expired", 401)),
+        };
+        assert!(!refused.is_retryable());
+        assert!(!CredentialsError::TokenFileEmpty { path: "/t".into() }.is_retryable());
+    }
+
     use std::collections::HashMap;
     use std::sync::Arc;
 

@@ -82,8 +82,9 @@ impl fmt::Debug for OidcToken {
 /// than [`MAX_OIDC_TOKEN_CHARS`]. Surrounding whitespace (a trailing newline) is removed.
 pub async fn read_token_file(paths: &[PathBuf]) -> Result<SecretString, CredentialsError> {
     for path in paths {
-        match tokio::fs::read(path).await {
-            Ok(bytes) => return token_from_bytes(path, bytes),
+        match read_bounded(path).await {
+            Ok(Some(bytes)) => return token_from_bytes(path, bytes),
+            Ok(None) => return Err(too_long()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => {
                 return Err(CredentialsError::TokenFileUnreadable {
@@ -96,6 +97,41 @@ pub async fn read_token_file(paths: &[PathBuf]) -> Result<SecretString, Credenti
     Err(CredentialsError::TokenFileMissing {
         paths: paths.to_vec(),
     })
+}
+
+/// Most bytes read from a token file: [`MAX_OIDC_TOKEN_CHARS`] characters of up to 4 UTF-8
+/// bytes each, plus room for surrounding whitespace.
+const MAX_TOKEN_FILE_BYTES: u64 = MAX_OIDC_TOKEN_CHARS as u64 * 4 + 1024;
+
+/// Reads a regular file of at most [`MAX_TOKEN_FILE_BYTES`]; `Ok(None)` when it is longer.
+/// The path comes from a store (`oidcTokenFilePath`), so it may name anything the controller
+/// can open: a device such as `/dev/zero` would otherwise be read until memory runs out, and
+/// a FIFO would block a thread.
+async fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt as _;
+    if !tokio::fs::metadata(path).await?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let file = tokio::fs::File::open(path).await?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Ok(None);
+    }
+    Ok(Some(std::mem::take(&mut *bytes)))
+}
+
+fn too_long() -> CredentialsError {
+    CredentialsError::Invalid {
+        source_name: "oidc_role",
+        field: "OIDCToken",
+        reason: "is longer than the 20000 characters STS accepts",
+    }
 }
 
 fn token_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SecretString, CredentialsError> {
@@ -115,11 +151,7 @@ fn token_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SecretString, Credent
         });
     }
     if trimmed.chars().count() > MAX_OIDC_TOKEN_CHARS {
-        return Err(CredentialsError::Invalid {
-            source_name: "oidc_role",
-            field: "OIDCToken",
-            reason: "is longer than the 20000 characters STS accepts",
-        });
+        return Err(too_long());
     }
     if trimmed.len() == text.expose().len() {
         Ok(text)
@@ -251,6 +283,37 @@ mod tests {
                 "OIDC token file not found (looked for {})",
                 missing.display()
             )
+        );
+    }
+
+    #[tokio::test]
+    async fn devices_and_huge_files_are_refused_without_reading_them_whole() {
+        // A store may name any path: /dev/zero never ends.
+        let dev_zero = [PathBuf::from("/dev/zero")];
+        let read = read_token_file(&dev_zero);
+        let err = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("a device is refused, not read")
+            .unwrap_err();
+        assert!(
+            matches!(err, CredentialsError::TokenFileUnreadable { .. }),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("huge");
+        std::fs::write(&huge, vec![b'x'; 4 << 20]).unwrap();
+        let err = read_token_file(std::slice::from_ref(&huge))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CredentialsError::Invalid {
+                    field: "OIDCToken",
+                    ..
+                }
+            ),
+            "{err}"
         );
     }
 

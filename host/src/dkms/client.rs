@@ -16,6 +16,9 @@ use super::sign::{bearer, request_headers, string_to_sign};
 use super::tls::{InstanceTrust, TlsWarning, client_config};
 use crate::alibaba::error::sanitize_message;
 use crate::alibaba::retry::retry_after;
+use crate::alibaba::transport::{
+    BodyError, HttpSettings, TransportKind, classify, http_client, read_capped, with_retries,
+};
 use crate::alibaba::{ApiError, Endpoint, RetryPolicy, Service};
 use crate::kms::{GetSecretValueRequest, SecretDataType, SecretType, SecretValue};
 use crate::value::SecretBytes;
@@ -93,20 +96,14 @@ impl InstanceClient {
                 reason: "was resolved for another service than KMS",
             });
         }
-        let tls = client_config(&config.trust)?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(config.user_agent.clone());
-        for (host, addr) in &config.resolve {
-            builder = builder.resolve(host, *addr);
-        }
-        let http = builder
-            .build()
-            .map_err(|source| InstanceError::ClientBuild { source })?;
+        let http = http_client(HttpSettings {
+            tls: client_config(&config.trust)?,
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            user_agent: Some(&config.user_agent),
+            resolve: &config.resolve,
+        })
+        .map_err(|source| InstanceError::ClientBuild { source })?;
         let warnings: Vec<TlsWarning> = config.trust.warning().into_iter().collect();
         for w in &warnings {
             tracing::warn!(endpoint = %endpoint, key_id = key.key_id(), reason = w.reason, "{}", w.message);
@@ -236,28 +233,13 @@ impl InstanceClient {
         api_name: &'static str,
         body: Vec<u8>,
     ) -> Result<(u16, Option<String>, Zeroizing<Vec<u8>>), InstanceError> {
-        let max = self.config.retry.max_attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            match self.attempt(api_name, &body).await {
-                Ok(ok) => return Ok(ok),
-                Err(err) if err.is_retryable() && attempt < max => {
-                    let delay = self.config.retry.delay(attempt, err.retry_after());
-                    tracing::debug!(
-                        api = api_name,
-                        host = %self.endpoint.host_header(),
-                        attempt,
-                        error = err.metric_label(),
-                        code = err.code().unwrap_or(""),
-                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "retrying KMS instance call"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        with_retries(
+            &self.config.retry,
+            api_name,
+            &self.endpoint.host_header(),
+            |_| self.attempt(api_name, &body),
+        )
+        .await
     }
 
     async fn attempt(
@@ -291,25 +273,21 @@ impl InstanceClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase);
         let limit = self.config.max_body_bytes;
-        let mut bytes = Zeroizing::new(Vec::new());
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if bytes.len() + chunk.len() > limit {
-                        return Err(InstanceError::UnexpectedResponse {
-                            action: api_name,
-                            host,
-                            http_status: status,
-                            request_id: header_request_id,
-                            problem: InstanceBodyProblem::TooLarge { limit },
-                        });
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(self.transport_error(api_name, &host, e)),
+        let bytes = match read_capped(&mut response, limit).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::TooLarge) => {
+                return Err(InstanceError::UnexpectedResponse {
+                    action: api_name,
+                    host,
+                    http_status: status,
+                    request_id: header_request_id,
+                    problem: InstanceBodyProblem::TooLarge { limit },
+                });
             }
-        }
+            Err(BodyError::Transport(e)) => {
+                return Err(self.transport_error(api_name, &host, e));
+            }
+        };
         tracing::debug!(api = api_name, host = %host, status, bytes = bytes.len(), "KMS instance response");
         let is_html = content_type
             .as_deref()
@@ -366,56 +344,30 @@ impl InstanceClient {
         e: reqwest::Error,
     ) -> InstanceError {
         let host = host.to_owned();
-        let untrusted = is_certificate_error(&e);
-        let (is_connect, is_timeout) = (e.is_connect(), e.is_timeout());
+        let kind = classify(&e);
         let source = e.without_url();
-        if untrusted {
-            InstanceError::UntrustedCertificate {
+        match kind {
+            TransportKind::UntrustedCertificate => InstanceError::UntrustedCertificate {
                 action,
                 host,
                 source,
-            }
-        } else if is_timeout && !is_connect {
-            InstanceError::Timeout {
+            },
+            TransportKind::Connect => InstanceError::Connect {
+                action,
+                host,
+                source,
+            },
+            TransportKind::Timeout => InstanceError::Timeout {
                 action,
                 host,
                 timeout: self.config.request_timeout,
                 source,
-            }
-        } else if is_connect || is_timeout {
-            InstanceError::Connect {
+            },
+            TransportKind::Connection => InstanceError::Connection {
                 action,
                 host,
                 source,
-            }
-        } else {
-            InstanceError::Connection {
-                action,
-                host,
-                source,
-            }
+            },
         }
     }
-}
-
-/// True when a rustls certificate verification failure is somewhere in the cause chain. rustls
-/// errors travel inside (possibly nested) `io::Error`s, whose `source()` skips the wrapped
-/// error itself, so those are unwrapped with `get_ref`.
-fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return matches!(
-                r,
-                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-            );
-        }
-        current = match err.downcast_ref::<std::io::Error>() {
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
-    }
-    false
 }

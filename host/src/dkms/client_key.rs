@@ -28,6 +28,12 @@ use crate::alibaba::BodyProblem;
 use crate::alibaba::response::parse_json;
 use crate::value::{SecretBytes, SecretString};
 
+/// Largest PKCS#12 archive accepted as a ClientKey, in bytes. A ClientKey (one RSA key of up
+/// to 4096 bits and its certificate) takes 2.5–5 KiB; the archive comes from a Secret a tenant
+/// writes, and every encrypted bag in it may ask for up to a million key-derivation rounds, so
+/// the size bounds the work a load can cost.
+pub const MAX_PKCS12_BYTES: usize = 16 * 1024;
+
 /// Why a ClientKey could not be loaded or used. Never contains key material or the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientKeyError {
@@ -66,6 +72,18 @@ pub enum ClientKeyError {
         /// The PKCS#12 parser's error (structure and algorithm names only).
         #[source]
         source: p12_keystore::error::Error,
+    },
+    /// `PrivateKeyData` is larger than any ClientKey (see [`MAX_PKCS12_BYTES`]).
+    #[error(
+        "PrivateKeyData of client key {key_id} is {bytes} bytes, over the limit of {limit} bytes for a PKCS#12 client key"
+    )]
+    TooLarge {
+        /// The ClientKey's KeyId.
+        key_id: String,
+        /// Size of the decoded PKCS#12 archive.
+        bytes: usize,
+        /// [`MAX_PKCS12_BYTES`].
+        limit: usize,
     },
     /// The archive has no private key, or more than one.
     #[error("the PKCS#12 of client key {key_id} holds {count} private keys (expected exactly one)")]
@@ -126,6 +144,7 @@ impl ClientKeyError {
             Self::InvalidBase64 { .. } => "invalid_base64",
             Self::WrongPassword { .. } => "wrong_password",
             Self::InvalidPkcs12 { .. } => "invalid_pkcs12",
+            Self::TooLarge { .. } => "too_large",
             Self::PrivateKeyCount { .. } => "private_key_count",
             Self::UnsupportedKey { .. } => "unsupported_key",
             Self::NoCertificate { .. } => "no_certificate",
@@ -216,6 +235,13 @@ impl ClientKey {
         pkcs12_der: &[u8],
         password: &SecretString,
     ) -> Result<Self, ClientKeyError> {
+        if pkcs12_der.len() > MAX_PKCS12_BYTES {
+            return Err(ClientKeyError::TooLarge {
+                key_id,
+                bytes: pkcs12_der.len(),
+                limit: MAX_PKCS12_BYTES,
+            });
+        }
         let archive = p12_keystore::Pkcs12Archive::from_pkcs12(pkcs12_der, password.expose())
             .map_err(|source| match source {
                 p12_keystore::error::Error::MacError(_) => ClientKeyError::WrongPassword {
@@ -487,6 +513,23 @@ mod tests {
         assert!(!text.contains("pw-marker"), "{text}");
         assert!(!text.contains(&pkd[..40]), "{text}");
         assert!(!text.contains("PRIVATE KEY"), "{text}");
+    }
+
+    #[test]
+    fn generated_keys_fit_well_under_the_size_limit_and_huge_archives_are_refused_unparsed() {
+        let json: serde_json::Value = serde_json::from_str(keys().0.json.expose()).unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(json["PrivateKeyData"].as_str().unwrap())
+            .unwrap();
+        assert!(der.len() * 2 < MAX_PKCS12_BYTES, "{} bytes", der.len());
+        let err = ClientKey::from_pkcs12(
+            "KAAP.huge".into(),
+            &vec![0x30; MAX_PKCS12_BYTES + 1],
+            &SecretString::from("pw"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ClientKeyError::TooLarge { .. }), "{err}");
+        assert_eq!(err.metric_label(), "too_large");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::alibaba::ApiError;
-use crate::alibaba::retry::is_retryable_api_error;
+use crate::alibaba::transport::Retryable;
 
 use super::client_key::ClientKeyError;
 
@@ -202,7 +202,7 @@ impl InstanceError {
     /// connections (the retry policy of `alibaba::retry`).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Api(e) => is_retryable_api_error(&e.code, e.http_status),
+            Self::Api(e) => e.is_retryable(),
             Self::UnexpectedResponse { http_status, .. } => (500..600).contains(http_status),
             Self::Connect { .. } | Self::Connection { .. } => true,
             _ => false,
@@ -221,11 +221,7 @@ impl InstanceError {
     /// else the variant name in snake case.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::Api(e) if e.code == "Rejected.Throttling" || e.http_status == 429 => {
-                "api_throttled"
-            }
-            Self::Api(e) if e.http_status >= 500 => "api_server_error",
-            Self::Api(_) => "api_client_error",
+            Self::Api(e) => e.metric_label(),
             Self::UnexpectedResponse { .. } => "unexpected_response",
             Self::UntrustedCertificate { .. } => "untrusted_certificate",
             Self::Connect { .. } => "connect",
@@ -239,5 +235,20 @@ impl InstanceError {
             Self::InvalidBinaryData { .. } => "invalid_binary_data",
             Self::UnknownDataType { .. } => "unknown_data_type",
         }
+    }
+}
+
+impl Retryable for InstanceError {
+    fn is_retryable(&self) -> bool {
+        InstanceError::is_retryable(self)
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        InstanceError::retry_after(self)
+    }
+    fn metric_label(&self) -> &'static str {
+        InstanceError::metric_label(self)
+    }
+    fn code(&self) -> Option<&str> {
+        InstanceError::code(self)
     }
 }

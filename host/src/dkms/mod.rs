@@ -46,7 +46,8 @@ mod tls;
 
 pub use client::{InstanceClient, InstanceClientConfig};
 pub use client_key::{
-    ClientKey, ClientKeyError, GeneratedClientKey, generate_client_key, write_client_key_json,
+    ClientKey, ClientKeyError, GeneratedClientKey, MAX_PKCS12_BYTES, generate_client_key,
+    write_client_key_json,
 };
 pub use error::{InstanceBodyProblem, InstanceError};
 pub use tls::{InstanceTrust, TlsWarning};

@@ -222,6 +222,15 @@ fn authenticate_v1(
             return Err(EmuError::missing(name));
         }
     }
+    // V1 signs the parameters only: the action and version that run must be the signed
+    // ones, not an `x-acs-action` / `x-acs-version` header added next to them.
+    if call.param("Action") != Some(call.action.as_str())
+        || call.param("Version") != Some(call.version.as_str())
+    {
+        return Err(incomplete(
+            "The Action and Version parameters must be signed and match the x-acs-action and x-acs-version headers.",
+        ));
+    }
     let method = call.param("SignatureMethod").unwrap_or_default();
     if method != "HMAC-SHA1" {
         return Err(EmuError::gateway(
@@ -436,6 +445,26 @@ mod tests {
             err.message
                 .contains("server string to sign is:POST&%2F&AccessKeyId%3Dak")
         );
+    }
+
+    #[test]
+    fn v1_requests_run_the_signed_action_not_an_unsigned_header() {
+        let st = state();
+        let mut call = v1_call(&BTreeMap::new(), "sk", None);
+        call.headers.insert(
+            "x-acs-action",
+            axum::http::HeaderValue::from_static("GetSecretValue"),
+        );
+        let call = RpcCall::parse(
+            call.method,
+            "/",
+            Some(&urlencode_plus(&call.query)),
+            call.headers,
+            call.body,
+        );
+        assert_eq!(call.action, "GetSecretValue");
+        let err = authenticate(&st, &call, Utc::now(), ExpiredTokenStyle::Kms).unwrap_err();
+        assert_eq!(err.code, "IncompleteSignature", "{}", err.message);
     }
 
     #[test]

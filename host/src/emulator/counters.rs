@@ -4,6 +4,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Distinct names kept per counter map; calls naming further actions or secrets (request
+/// input, counted before authentication) are counted under [`OTHER`], so a client cannot grow
+/// the maps without bound.
+pub const MAX_COUNTER_NAMES: usize = 1024;
+/// The name counting everything past [`MAX_COUNTER_NAMES`].
+pub const OTHER: &str = "<other>";
+
+/// Adds one to `name` in `map`, or to [`OTHER`] once the map holds [`MAX_COUNTER_NAMES`] names.
+fn bump(map: &mut BTreeMap<String, u64>, name: &str) {
+    let key = if map.contains_key(name) || map.len() < MAX_COUNTER_NAMES {
+        name
+    } else {
+        OTHER
+    };
+    *map.entry(key.to_owned()).or_default() += 1;
+}
+
 /// A snapshot of the counters (also the admin API's `GET /v1/counters` body).
 ///
 /// Every request that reaches the service listener is counted once under its action, before
@@ -13,10 +30,11 @@ use serde::{Deserialize, Serialize};
 pub struct CounterSnapshot {
     /// All requests.
     pub total: u64,
-    /// Requests per action (`GetSecretValue`, `AssumeRole`, ...; `""` when none was given).
+    /// Requests per action (`GetSecretValue`, `AssumeRole`, ...; `""` when none was given;
+    /// at most [`MAX_COUNTER_NAMES`] names, then [`OTHER`]).
     pub by_action: BTreeMap<String, u64>,
     /// `GetSecretValue` requests per `SecretName` parameter as sent (ARNs are counted under the
-    /// name they point to).
+    /// name they point to; at most [`MAX_COUNTER_NAMES`] names, then [`OTHER`]).
     pub get_secret_value_by_secret: BTreeMap<String, u64>,
     /// Error answers per code (including injected faults).
     pub errors_by_code: BTreeMap<String, u64>,
@@ -51,20 +69,14 @@ impl CounterSnapshot {
 
     pub(crate) fn record_call(&mut self, action: &str, secret_name: Option<&str>) {
         self.total += 1;
-        *self.by_action.entry(action.to_owned()).or_default() += 1;
+        bump(&mut self.by_action, action);
         if let Some(name) = secret_name {
-            *self
-                .get_secret_value_by_secret
-                .entry(name.to_owned())
-                .or_default() += 1;
+            bump(&mut self.get_secret_value_by_secret, name);
         }
     }
 
     pub(crate) fn record_signature(&mut self, version: &str) {
-        *self
-            .authenticated_by_signature
-            .entry(version.to_owned())
-            .or_default() += 1;
+        bump(&mut self.authenticated_by_signature, version);
     }
 
     /// Metadata requests to `endpoint`.
@@ -73,13 +85,31 @@ impl CounterSnapshot {
     }
 
     pub(crate) fn record_metadata(&mut self, endpoint: &str) {
-        *self
-            .metadata_requests
-            .entry(endpoint.to_owned())
-            .or_default() += 1;
+        bump(&mut self.metadata_requests, endpoint);
     }
 
     pub(crate) fn record_error(&mut self, code: &str) {
-        *self.errors_by_code.entry(code.to_owned()).or_default() += 1;
+        bump(&mut self.errors_by_code, code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_past_the_limit_are_counted_together() {
+        let mut c = CounterSnapshot::default();
+        for i in 0..MAX_COUNTER_NAMES + 10 {
+            c.record_call("GetSecretValue", Some(&format!("s{i}")));
+            c.record_call(&format!("Action{i}"), None);
+        }
+        c.record_call("GetSecretValue", Some("s0"));
+        assert_eq!(c.get_secret_value_by_secret.len(), MAX_COUNTER_NAMES + 1);
+        assert_eq!(c.by_action.len(), MAX_COUNTER_NAMES + 1);
+        assert_eq!(c.secret("s0"), 2);
+        assert_eq!(c.secret(OTHER), 10);
+        assert_eq!(c.action("GetSecretValue"), MAX_COUNTER_NAMES as u64 + 11);
+        assert_eq!(c.total, 2 * (MAX_COUNTER_NAMES as u64 + 10) + 1);
     }
 }

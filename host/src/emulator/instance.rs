@@ -7,6 +7,7 @@
 //!
 //! | Check | Answer |
 //! |---|---|
+//! | no signed header (`content-sha256`, `content-type`, `date`, `x-kms-*`) given twice | `400 InvalidParam` |
 //! | `x-kms-apiversion` is `dkms-gcs-0.2` | `400 InvalidApiVersion` |
 //! | `x-kms-apiname` is `GetSecretValue` | `400 InvalidApiName` |
 //! | `date` is RFC 1123 | `400 InvalidParam` ("The Param Date is invalid.") |
@@ -240,6 +241,19 @@ fn protobuf_response(status: StatusCode, body: Vec<u8>, retry_after_ms: Option<u
     response
 }
 
+/// The first header that takes part in the signature (`content-sha256`, `content-type`,
+/// `date`, `x-kms-*`) and appears more than once.
+fn repeated_signed_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .keys()
+        .map(|name| name.as_str())
+        .filter(|name| {
+            matches!(*name, "content-sha256" | "content-type" | "date")
+                || name.starts_with(sign::SIGNED_HEADER_PREFIX)
+        })
+        .find(|name| headers.get_all(*name).iter().nth(1).is_some())
+}
+
 fn err(status: u16, code: &str, message: impl Into<String>) -> EmuError {
     EmuError::kms(status, code, message)
 }
@@ -256,6 +270,16 @@ fn serve(
     body: &Bytes,
     now: DateTime<Utc>,
 ) -> Result<proto::GetSecretValueResponse, EmuError> {
+    // The checks below read the first value of a header, the string to sign its last one: a
+    // signed header given twice would let a request pass with a fresh `date` or a new body's
+    // `content-sha256` next to the values that were really signed.
+    if let Some(name) = repeated_signed_header(headers) {
+        return Err(err(
+            400,
+            "InvalidParam",
+            format!("The Param {name} is given more than once."),
+        ));
+    }
     let version = header(headers, "x-kms-apiversion").unwrap_or_default();
     if version != sign::API_VERSION {
         return Err(err(
@@ -398,4 +422,104 @@ fn serve(
         automatic_rotation: text("AutomaticRotation"),
         rotation_interval: text("RotationInterval"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderName;
+
+    use super::*;
+    use crate::dkms::ClientKey;
+    use crate::emulator::{Seed, SeedSecret};
+    use crate::value::SecretBytes;
+
+    const KEY_ID: &str = "KAAP.test";
+
+    fn state() -> State {
+        let seed = Seed::default()
+            .with_client_key(SeedClientKey::generated(KEY_ID))
+            .with_secret(SeedSecret::text("allowed", "value-a"))
+            .with_secret(SeedSecret::text("other", "value-b"));
+        State::from_seed(&seed).unwrap()
+    }
+
+    fn client_key(state: &State) -> ClientKey {
+        let generated = state.client_keys[KEY_ID].generated.as_ref().unwrap();
+        ClientKey::from_json(
+            &SecretBytes::from(generated.json.expose()),
+            &generated.password,
+        )
+        .unwrap()
+    }
+
+    fn body(secret_name: &str) -> Vec<u8> {
+        proto::GetSecretValueRequest {
+            secret_name: secret_name.into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// The headers of a request for `body` signed at `at`, as the instance client sends them.
+    fn signed(key: &ClientKey, body: &[u8], at: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        let mut headers = sign::request_headers("GetSecretValue", KEY_ID, body, at);
+        let to_sign = sign::string_to_sign("POST", headers.iter().map(|(n, v)| (*n, v.as_str())));
+        headers.push(("authorization", sign::bearer(&key.sign(&to_sign).unwrap())));
+        headers
+    }
+
+    fn header_map(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn a_signed_request_is_answered() {
+        let st = state();
+        let body = body("allowed");
+        let headers = header_map(&signed(&client_key(&st), &body, Utc::now()));
+        let answer = serve(&st, &Method::POST, &headers, &Bytes::from(body), Utc::now()).unwrap();
+        assert_eq!(answer.secret_data, "value-a");
+    }
+
+    #[test]
+    fn a_second_content_sha256_can_not_swap_the_body_under_a_signature() {
+        let st = state();
+        let original = body("allowed");
+        let swapped = body("other");
+        let mut pairs = vec![("content-sha256", sign::content_sha256(&swapped))];
+        pairs.extend(signed(&client_key(&st), &original, Utc::now()));
+        let headers = header_map(&pairs);
+        let e = serve(
+            &st,
+            &Method::POST,
+            &headers,
+            &Bytes::from(swapped),
+            Utc::now(),
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "InvalidParam"), "{e:?}");
+    }
+
+    #[test]
+    fn a_second_date_can_not_revive_a_stale_signature() {
+        let st = state();
+        let now = Utc::now();
+        let body = body("allowed");
+        let mut pairs = vec![("date", sign::http_date(now))];
+        pairs.extend(signed(
+            &client_key(&st),
+            &body,
+            now - ChronoDuration::hours(1),
+        ));
+        let headers = header_map(&pairs);
+        let e = serve(&st, &Method::POST, &headers, &Bytes::from(body), now).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "InvalidParam"), "{e:?}");
+    }
 }

@@ -207,27 +207,43 @@ impl Secret {
     }
 }
 
-/// Remembers nonces for the timestamp window (a reused nonce is refused).
+/// How long a nonce is remembered, in minutes: a request's timestamp may be up to 15 minutes
+/// early or late, so the same nonce could come back within 30 minutes of its first use.
+const NONCE_MEMORY_MINUTES: i64 = 30;
+/// How often nonces older than that are dropped, in seconds.
+const NONCE_PRUNE_EVERY_SECONDS: i64 = 60;
+
+/// Remembers nonces for the timestamp window (a reused nonce is refused). Older ones are
+/// dropped once a minute, so the cache holds about 31 minutes of requests whatever the load,
+/// and an insert never scans it more than once a minute.
 #[derive(Debug, Default)]
 pub(crate) struct NonceCache {
     seen: HashMap<(String, String), DateTime<Utc>>,
+    next_prune: Option<DateTime<Utc>>,
 }
 
 impl NonceCache {
     /// Records `(key, nonce)`; false when it was seen within the last 30 minutes.
     pub fn insert(&mut self, key: &str, nonce: &str, now: DateTime<Utc>) -> bool {
-        if self.seen.len() > 10_000 {
-            let horizon = now - ChronoDuration::minutes(30);
+        let horizon = now - ChronoDuration::minutes(NONCE_MEMORY_MINUTES);
+        if self.next_prune.is_none_or(|at| now >= at) {
             self.seen.retain(|_, t| *t > horizon);
+            self.next_prune = Some(now + ChronoDuration::seconds(NONCE_PRUNE_EVERY_SECONDS));
         }
         let k = (key.to_owned(), nonce.to_owned());
         match self.seen.get(&k) {
-            Some(t) if *t > now - ChronoDuration::minutes(30) => false,
+            Some(t) if *t > horizon => false,
             _ => {
                 self.seen.insert(k, now);
                 true
             }
         }
+    }
+
+    /// Nonces remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen.len()
     }
 }
 
@@ -506,5 +522,17 @@ mod tests {
         assert!(!n.insert("ak", "n1", now));
         assert!(n.insert("ak2", "n1", now));
         assert!(n.insert("ak", "n1", now + ChronoDuration::minutes(31)));
+    }
+
+    #[test]
+    fn nonces_older_than_the_window_are_forgotten() {
+        let mut n = NonceCache::default();
+        let start = Utc::now();
+        for i in 0..100 {
+            assert!(n.insert("ak", &format!("n{i}"), start));
+        }
+        assert_eq!(n.len(), 100);
+        assert!(n.insert("ak", "later", start + ChronoDuration::minutes(31)));
+        assert_eq!(n.len(), 1);
     }
 }

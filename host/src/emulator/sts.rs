@@ -130,6 +130,9 @@ fn duration(call: &RpcCall, role: &Role) -> Result<u64, EmuError> {
     }
 }
 
+/// Minutes an expired STS session is still recognised (and answered as expired).
+const SESSION_KEPT_AFTER_EXPIRY_MINUTES: i64 = 60;
+
 /// Issues an STS session of `role` valid for `duration` seconds from `now`; returns the
 /// `Credentials` object and the `AssumedRoleUser` object of the answer.
 pub(crate) fn issue_session(
@@ -143,15 +146,22 @@ pub(crate) fn issue_session(
     let sts_id = format!("STS.NU{}", random(24));
     let secret = random(44);
     let token = format!("CAIS{}", random(220));
-    lock(&state.sessions).insert(
-        sts_id.clone(),
-        StsSession {
-            secret: secret.clone().into(),
-            token: token.clone().into(),
-            expiration,
-            role_arn: role.arn.clone(),
-        },
-    );
+    {
+        let mut sessions = lock(&state.sessions);
+        // Sessions are kept a while after they expire (so callers hear "expired" rather than
+        // "unknown key"), then dropped: the map does not grow with every AssumeRole forever.
+        let forget_before = now - ChronoDuration::minutes(SESSION_KEPT_AFTER_EXPIRY_MINUTES);
+        sessions.retain(|_, s| s.expiration > forget_before);
+        sessions.insert(
+            sts_id.clone(),
+            StsSession {
+                secret: secret.clone().into(),
+                token: token.clone().into(),
+                expiration,
+                role_arn: role.arn.clone(),
+            },
+        );
+    }
     let role_name = role.arn.rsplit('/').next().unwrap_or_default();
     let role_id = format!("3{}", random(18).to_ascii_lowercase());
     (
@@ -271,4 +281,44 @@ fn assume_role_with_oidc(
             "IssuanceTime": claims.issued_at.map(format_timestamp),
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role() -> Role {
+        Role {
+            arn: "acs:ram::1:role/r".into(),
+            allowed_secrets: None,
+            max_session_duration: 3600,
+            min_session_duration: 900,
+            assumable_roles: Vec::new(),
+            oidc_trust: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sessions_long_expired_are_forgotten_when_new_ones_are_issued() {
+        let state = State::from_seed(&crate::emulator::Seed::default()).unwrap();
+        let start = Utc::now();
+        for _ in 0..3 {
+            issue_session(&state, &role(), "s", 900, start);
+        }
+        let (creds, _, _) =
+            issue_session(&state, &role(), "s", 900, start + ChronoDuration::hours(1));
+        assert_eq!(
+            lock(&state.sessions).len(),
+            4,
+            "recently expired sessions are kept"
+        );
+        issue_session(&state, &role(), "s", 900, start + ChronoDuration::hours(2));
+        let sessions = lock(&state.sessions);
+        assert_eq!(
+            sessions.len(),
+            2,
+            "sessions expired over an hour ago are dropped"
+        );
+        assert!(sessions.contains_key(creds["AccessKeyId"].as_str().unwrap()));
+    }
 }

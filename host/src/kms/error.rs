@@ -88,10 +88,12 @@ impl KmsError {
         }
     }
 
-    /// Whether repeating the call later may succeed (throttling, 5xx, connection failures).
+    /// Whether repeating the call later may succeed (throttling, 5xx, connection failures,
+    /// credentials that could not be had for such a reason).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Rpc(e) => e.is_retryable(),
+            Self::Credentials { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
