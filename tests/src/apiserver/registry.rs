@@ -1485,7 +1485,7 @@ impl State {
         &self,
         t: &Target,
         body: &[u8],
-        key: &[u8],
+        signer: &TokenSigner,
         issuer: &str,
         now: DateTime<Utc>,
     ) -> Result<Value, ApiError> {
@@ -1569,7 +1569,7 @@ impl State {
             "nbf": now.timestamp(),
             "sub": format!("system:serviceaccount:{}:{name}", t.namespace),
         });
-        let token = sign_jwt(&claims, key);
+        let token = signer.sign(&claims);
         let spec = json!({"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": req.pointer("/spec/boundObjectRef").cloned().unwrap_or(Value::Null)});
         req["apiVersion"] = json!("authentication.k8s.io/v1");
         req["kind"] = json!("TokenRequest");
@@ -1753,6 +1753,69 @@ fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
     Ok((rv, start.trim_end_matches('\u{0}').to_string()))
 }
 
+/// How ServiceAccount tokens are signed.
+pub enum TokenSigner {
+    /// HMAC-SHA256 with a shared key (the default: nothing outside the server verifies them).
+    Hs256(Vec<u8>),
+    /// RSA PKCS#1 v1.5 SHA-256 with a key id, as a real API server's issuer signs them.
+    Rs256 {
+        /// The key pair.
+        key: ring::signature::RsaKeyPair,
+        /// `kid` in the header.
+        kid: String,
+    },
+}
+
+impl TokenSigner {
+    /// HS256 with `key`.
+    pub fn hs256(key: Vec<u8>) -> Self {
+        Self::Hs256(key)
+    }
+
+    /// RS256 with an RSA key in PKCS#8 PEM (text around the PEM block is ignored).
+    pub fn rs256(pem: &str, kid: &str) -> Result<Self, String> {
+        use base64::engine::general_purpose::STANDARD;
+        let begin = "-----BEGIN PRIVATE KEY-----";
+        let end = "-----END PRIVATE KEY-----";
+        let start = pem.find(begin).ok_or("no PKCS#8 PEM block")? + begin.len();
+        let stop = pem[start..].find(end).ok_or("unterminated PEM block")? + start;
+        let b64: String = pem[start..stop].split_whitespace().collect();
+        let der = STANDARD
+            .decode(b64)
+            .map_err(|e| format!("PEM body is not base64: {e}"))?;
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&der)
+            .map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
+        Ok(Self::Rs256 {
+            key,
+            kid: kid.to_owned(),
+        })
+    }
+
+    /// Signs `claims` into a compact JWT.
+    pub fn sign(&self, claims: &Value) -> String {
+        match self {
+            Self::Hs256(key) => sign_jwt(claims, key),
+            Self::Rs256 { key, kid } => {
+                let header = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+                let signing_input = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    URL_SAFE_NO_PAD.encode(claims.to_string())
+                );
+                let mut sig = vec![0u8; key.public().modulus_len()];
+                key.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    signing_input.as_bytes(),
+                    &mut sig,
+                )
+                .expect("RSA signing with a valid key does not fail");
+                format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+            }
+        }
+    }
+}
+
 /// An HS256 JWT (`header.claims.signature`, base64url without padding).
 pub fn sign_jwt(claims: &Value, key: &[u8]) -> String {
     use hmac::{Hmac, Mac};
@@ -1771,6 +1834,34 @@ pub fn sign_jwt(claims: &Value, key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rs256_tokens_verify_with_the_signing_keys_public_half() {
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../host/src/emulator/testdata/oidc-test-key.pem"
+        ))
+        .unwrap();
+        let signer = TokenSigner::rs256(&pem, "k1").unwrap();
+        let token = signer.sign(&json!({"sub": "system:serviceaccount:a:b"}));
+        let parts: Vec<&str> = token.split('.').collect();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["kid"], "k1");
+        let TokenSigner::Rs256 { key, .. } = &signer else {
+            panic!("RS256 signer expected")
+        };
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            key.public().as_ref(),
+        );
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        public
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+            .unwrap();
+        assert!(TokenSigner::rs256("not a key", "k").is_err());
+    }
 
     #[test]
     fn continue_tokens_round_trip() {
