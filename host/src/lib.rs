@@ -3,8 +3,8 @@
 //! Dependencies point one way (see `docs/development.md`):
 //!
 //! ```text
-//! value, api  <-  alibaba, kms, dkms, oos, credentials, rules  <-  fetch, sync (pure)
-//!             <-  controller  <-  cli
+//! value, api  <-  alibaba, kms, dkms, oos, credentials, rules  <-  fetch  <-  stores
+//!             <-  sync (pure: talks to the world through traits)  <-  controller  <-  cli
 //!                 emulator (a stand-in for the cloud side, used by cli and tests)
 //! ```
 
@@ -19,4 +19,6 @@ pub mod fetch;
 pub mod kms;
 pub mod oos;
 pub mod rules;
+pub mod stores;
+pub mod sync;
 pub mod value;
