@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and wiring only (`anyhow` is allowed here and
 //! nowhere else). One file per subcommand.
 
+mod controller;
 mod emulator;
 mod kms;
 mod oos;
@@ -35,6 +36,8 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator: keep Kubernetes Secrets in step with KMS (see docs/operations.md).
+    Controller(controller::ControllerArgs),
     /// Run a local, signature-checking KMS + STS emulator seeded from a YAML file.
     Emulator(emulator::EmulatorArgs),
     /// Call KMS directly (debugging aid).
@@ -53,9 +56,9 @@ pub enum Command {
     Rules(rules::RulesArgs),
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -71,7 +74,11 @@ fn init_tracing(format: LogFormat) {
 /// printed to stderr with their causes).
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let level = match &cli.command {
+        Command::Controller(args) => args.log_level.directive(),
+        _ => "info",
+    };
+    init_tracing(cli.log_format, level);
     match run_command(cli.command).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
@@ -85,6 +92,7 @@ pub async fn run() -> ExitCode {
 /// e.g. a failed rule test case).
 async fn run_command(command: Command) -> anyhow::Result<i32> {
     match command {
+        Command::Controller(args) => controller::run(args).await.map(|()| 0),
         Command::Emulator(args) => emulator::run(args).await.map(|()| 0),
         Command::Kms { command } => kms::run(command).await.map(|()| 0),
         Command::Oos { command } => oos::run(command).await.map(|()| 0),

@@ -135,11 +135,10 @@ pub struct Settings {
     /// Hidden `--disable-fetch-cache`: fetch every remote key for every object (the baseline
     /// of the scale benchmark).
     pub disable_fetch_cache: bool,
-    /// Hidden `--sts-endpoint`: STS endpoint URL (tests, private endpoints).
-    pub sts_endpoint: Option<String>,
-    /// Hidden `--resolve HOST=IP:PORT`: fixed addresses for host names (tests reach a KMS
-    /// instance host on loopback while TLS still checks its name).
-    pub resolve: Vec<(String, SocketAddr)>,
+    /// Hidden `--redirect-endpoint`: send every cloud call (KMS, KMS instance, OOS, STS) to
+    /// this origin after the endpoint policy approved what stores and entries ask for (a local
+    /// emulator in tests and demos), trusting only the PEM CA of `--redirect-ca-file`.
+    pub redirect: Option<crate::stores::Redirect>,
     /// Hidden `--rrsa-oidc-provider-arn`: OIDC provider for `serviceAccountRef` stores that name
     /// none.
     pub rrsa_oidc_provider_arn: Option<String>,
@@ -177,8 +176,7 @@ impl Settings {
             digest_key_secret: "kmsync-digest-key".into(),
             pod_namespace: "kmsync-system".into(),
             disable_fetch_cache: false,
-            sts_endpoint: None,
-            resolve: Vec::new(),
+            redirect: None,
             rrsa_oidc_provider_arn: None,
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(25),
