@@ -5,6 +5,7 @@ mod controller;
 mod emulator;
 mod kms;
 mod oos;
+pub mod render;
 pub mod rules;
 
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ pub enum Command {
     },
     /// Develop, test and inspect WebAssembly rule modules.
     Rules(rules::RulesArgs),
+    /// Print the Secrets that ExternalSecret manifests would produce (no cluster needed).
+    Render(render::RenderArgs),
 }
 
 fn init_tracing(format: LogFormat, default_level: &str) {
@@ -74,11 +77,13 @@ fn init_tracing(format: LogFormat, default_level: &str) {
 /// printed to stderr with their causes).
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let level = match &cli.command {
+    // `render` prints manifests; its stderr carries errors and warnings only.
+    let default_level = match &cli.command {
         Command::Controller(args) => args.log_level.directive(),
+        Command::Render(_) => "warn",
         _ => "info",
     };
-    init_tracing(cli.log_format, level);
+    init_tracing(cli.log_format, default_level);
     match run_command(cli.command).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
@@ -97,5 +102,6 @@ async fn run_command(command: Command) -> anyhow::Result<i32> {
         Command::Kms { command } => kms::run(command).await.map(|()| 0),
         Command::Oos { command } => oos::run(command).await.map(|()| 0),
         Command::Rules(args) => rules::run(args).await,
+        Command::Render(args) => render::run(args).await,
     }
 }

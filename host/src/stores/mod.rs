@@ -41,8 +41,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::alibaba::{ClientConfig, EndpointError, EndpointPolicy, RpcError, Service};
 use crate::api::{
-    ClusterSecretStore, Condition, ConditionStatus, Invalid, Provider, SecretStore, StoreKind,
-    StoreProvider,
+    Backend, ClusterSecretStore, Condition, ConditionStatus, Invalid, Provider, SecretStore,
+    StoreKind, StoreProvider,
 };
 use crate::credentials::{BuildError, FactoryConfig, ReferenceError, SourceError};
 use crate::dkms::{ClientKeyError, InstanceError, TlsWarning};
@@ -105,6 +105,37 @@ impl StoreObject {
             Self::SecretStore(s) => crate::api::validate_secret_store(s),
             Self::ClusterSecretStore(s) => crate::api::validate_cluster_secret_store(s),
         }
+    }
+}
+
+impl StoreObject {
+    /// Checks, without I/O, that this store can serve an ExternalSecret of `provider`: its
+    /// spec is valid and it reads from that service (`spec.KMS` for `kms`, `spec.OOS` for
+    /// `oos`).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] or [`StoreError::ProviderMismatch`].
+    pub fn check_provider(&self, provider: Provider) -> Result<(), StoreError> {
+        self.validate().map_err(StoreError::Invalid)?;
+        let backend = self.provider().backend();
+        let wanted = match provider {
+            Provider::Kms => Backend::Kms,
+            Provider::Oos => Backend::Oos,
+        };
+        if backend == Some(wanted) {
+            return Ok(());
+        }
+        Err(StoreError::ProviderMismatch {
+            store: self.identity().to_string(),
+            backend: match backend {
+                Some(Backend::Oos) => "OOS",
+                _ => "KMS",
+            },
+            provider: match provider {
+                Provider::Kms => "kms",
+                Provider::Oos => "oos",
+            },
+        })
     }
 }
 

@@ -446,26 +446,8 @@ impl StoreResolver {
         endpoint: Option<&str>,
     ) -> Result<Arc<Source>, StoreError> {
         let identity = store.identity();
-        store.validate().map_err(StoreError::Invalid)?;
+        store.check_provider(provider)?;
         let spec = store.provider();
-        let backend = spec.backend();
-        let wanted = match provider {
-            Provider::Kms => Backend::Kms,
-            Provider::Oos => Backend::Oos,
-        };
-        if backend != Some(wanted) {
-            return Err(StoreError::ProviderMismatch {
-                store: identity.to_string(),
-                backend: match backend {
-                    Some(Backend::Oos) => "OOS",
-                    _ => "KMS",
-                },
-                provider: match provider {
-                    Provider::Kms => "kms",
-                    Provider::Oos => "oos",
-                },
-            });
-        }
         let key = FetcherKey {
             source: source_key(&identity),
             provider: provider.into(),

@@ -286,7 +286,7 @@ pub enum SyncError {
         /// The entry.
         entry: EntryRef,
         /// The store asked for.
-        store: StoreIdentity,
+        store: Box<StoreIdentity>,
     },
     /// A policy refused the reference.
     #[error("{entry}: {denial}")]
@@ -294,7 +294,7 @@ pub enum SyncError {
         /// The entry.
         entry: EntryRef,
         /// Which policy.
-        denial: PolicyDenial,
+        denial: Box<PolicyDenial>,
     },
     /// The store's spec does not fit the entry (invalid store, or a store of the other
     /// provider).
@@ -303,7 +303,7 @@ pub enum SyncError {
         /// The entry.
         entry: EntryRef,
         /// The store.
-        store: StoreIdentity,
+        store: Box<StoreIdentity>,
         /// Why: [`StoreError::Invalid`] or [`StoreError::ProviderMismatch`].
         #[source]
         source: StoreError,
@@ -358,7 +358,7 @@ pub enum SyncError {
         secret: Option<String>,
         /// What went wrong.
         #[source]
-        source: RuleProblem,
+        source: Box<RuleProblem>,
     },
     /// Two sources write the same Secret key.
     #[error("Secret key {key:?} is written by both {first} and {second}")]
@@ -366,9 +366,9 @@ pub enum SyncError {
         /// The key.
         key: String,
         /// Who wrote it first.
-        first: KeySource,
+        first: Box<KeySource>,
         /// Who wrote it again.
-        second: KeySource,
+        second: Box<KeySource>,
     },
     /// Reading something from the environment (store, namespace, ConfigMap) failed.
     #[error("{what}: lookup failed")]
@@ -425,10 +425,12 @@ impl SyncError {
                 FetchFailure::Unavailable(_) => true,
             },
             Self::StoreNotReady { .. } | Self::Lookup { .. } | Self::StoreNotFound { .. } => true,
-            Self::RuleError {
-                source: RuleProblem::Call(CallError::Timeout { .. }),
-                ..
-            } => true,
+            Self::RuleError { source, .. } => {
+                matches!(
+                    source.as_ref(),
+                    RuleProblem::Call(CallError::Timeout { .. })
+                )
+            }
             _ => false,
         }
     }

@@ -52,3 +52,6 @@ pub use output::{
     CurrentState, DesiredSecret, EntryResult, RotationAction, RotationDecision, SyncOutput,
 };
 pub use pipeline::{Pipeline, PipelineConfig, compat_rule, entries, rule_context};
+
+#[cfg(test)]
+mod tests;
