@@ -30,14 +30,15 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    /// The `tracing` filter directive.
+    /// The `tracing` filter directive: this level for kmsync; libraries (HTTP, TLS, kube) at
+    /// most `info`, so `debug` shows kmsync's decisions rather than every socket.
     pub fn directive(self) -> &'static str {
         match self {
             Self::Error => "error",
             Self::Warn => "warn",
             Self::Info => "info",
-            Self::Debug => "debug",
-            Self::Trace => "trace",
+            Self::Debug => "info,kmsync=debug",
+            Self::Trace => "info,kmsync=trace",
         }
     }
 }
@@ -318,6 +319,9 @@ impl ControllerArgs {
     }
 }
 
+/// `User-Agent` of the controller's Kubernetes requests.
+pub const USER_AGENT: &str = concat!("kmsync-controller/", env!("CARGO_PKG_VERSION"));
+
 /// Host name and process id, when `$POD_NAME` is not set.
 fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -330,9 +334,15 @@ fn default_identity() -> String {
 
 pub(super) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+        .context("finding the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    // Audit logs (and the e2e RBAC check) tell the controller's requests by this.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     let shutdown = crate::controller::Shutdown::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {

@@ -536,21 +536,28 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             }
         }
     };
+    // The condition describes the state (stable while nothing changes, so no status write);
+    // the Event says what was done.
     let message = match (&written, policy, out.rotation.action) {
         (_, CreationPolicy::None, _) => format!(
             "creationPolicy None: the data was read (versions {}); no Secret is written",
             out.version
         ),
-        (Some(op), _, _) => format!("Secret {target_name} {op} (versions {})", out.version),
         (None, _, RotationAction::Skip | RotationAction::Defer) => format!(
-            "Secret {target_name} keeps its data: a rule decided {} ({})",
+            "Secret {target_name} keeps versions {}: a rule decided {} for versions {} ({})",
+            current
+                .as_ref()
+                .and_then(|c| c.version.as_deref())
+                .unwrap_or("unknown"),
             out.rotation.action.as_str(),
+            out.version,
             out.rotation.reason
         ),
-        (None, _, _) => format!(
-            "Secret {target_name} is up to date (versions {})",
-            out.version
-        ),
+        _ => format!("Secret {target_name} is in sync (versions {})", out.version),
+    };
+    let note = match &written {
+        Some(op) => format!("Secret {target_name} {op} (versions {})", out.version),
+        None => message.clone(),
     };
     let status = merged_status(
         es,
@@ -582,7 +589,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
                     type_: EventType::Normal,
                     reason: REASON_SYNCED,
                     action: "Sync",
-                    note: message,
+                    note,
                 },
             )
             .await;

@@ -439,13 +439,15 @@ pub async fn run(
         .or_else(|| std::env::var("POD_NAME").ok())
         .unwrap_or_else(|| "kmsync".to_owned());
     let elector_stop = Shutdown::new();
+    // Without leader election this replica always leads; the sender lives as long as `run`.
+    let (_always_leader, always_leader_rx) = watch::channel(Role::Leader);
     let (mut role, elector_task) = match &settings.leader {
         Some(leader) => {
             let (rx, task) =
                 LeaderElector::new(client.clone(), leader.clone()).spawn(elector_stop.clone());
             (rx, Some(task))
         }
-        None => (watch::channel(Role::Leader).1, None),
+        None => (always_leader_rx, None),
     };
 
     let outcome = async {
