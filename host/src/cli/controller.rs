@@ -212,6 +212,10 @@ pub struct ControllerArgs {
     /// Per-attempt timeout of cloud calls.
     #[arg(long, hide = true, default_value = "10s", value_parser = positive_duration)]
     request_timeout: Duration,
+    /// Attempts per cloud call, retries of throttling, 5xx and connection failures included
+    /// (1 disables retries).
+    #[arg(long, hide = true, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20))]
+    request_attempts: u32,
     /// How long in-flight syncs may run after SIGTERM.
     #[arg(long, hide = true, default_value = "25s", value_parser = positive_duration)]
     shutdown_timeout: Duration,
@@ -314,6 +318,7 @@ impl ControllerArgs {
             redirect,
             rrsa_oidc_provider_arn: self.rrsa_oidc_provider_arn.filter(|a| !a.is_empty()),
             request_timeout: self.request_timeout,
+            request_attempts: self.request_attempts,
             shutdown_timeout: self.shutdown_timeout,
         })
     }
@@ -337,10 +342,14 @@ pub(super) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let mut config = kube::Config::infer()
         .await
         .context("finding the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    // Audit logs (and the e2e RBAC check) tell the controller's requests by this.
+    // Audit logs (and the e2e tests) tell the controller's requests, and which replica made
+    // them, by this.
+    let identity = std::env::var("POD_NAME").unwrap_or_default();
+    let agent = format!("{USER_AGENT} ({identity})");
     config.headers.push((
         http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
+        http::HeaderValue::from_str(&agent)
+            .unwrap_or_else(|_| http::HeaderValue::from_static(USER_AGENT)),
     ));
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     let shutdown = crate::controller::Shutdown::new();

@@ -145,6 +145,10 @@ pub struct Shared {
     pub secrets: Arc<KubeSecrets>,
     /// Probe state.
     pub health: Arc<Health>,
+    /// The fetch cache, once leading (its counters feed the metrics).
+    pub fetch_cache: std::sync::OnceLock<Arc<crate::sync::FetchCache>>,
+    /// Cache counters already exported: (hits + coalesced, fetches).
+    pub exported_cache: Mutex<(u64, u64)>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -193,8 +197,20 @@ impl Shared {
             .and_then(|m| m.ready.clone())
     }
 
-    /// Updates the queue gauges.
+    /// Updates the queue gauges and the fetch-cache counters.
     pub fn export_queue_metrics(&self) {
+        if let Some(cache) = self.fetch_cache.get() {
+            let stats = cache.stats();
+            let mut last = locked(&self.exported_cache);
+            let hits = stats.hits + stats.coalesced;
+            self.metrics
+                .fetch_cache_hits
+                .inc_by(hits.saturating_sub(last.0));
+            self.metrics
+                .fetch_cache_misses
+                .inc_by(stats.fetches.saturating_sub(last.1));
+            *last = (hits.max(last.0), stats.fetches.max(last.1));
+        }
         let q = &self.queues;
         for (kind, ready, pending) in [
             (

@@ -379,14 +379,26 @@ fn reference(es: &ExternalSecret) -> k8s_openapi::api::core::v1::ObjectReference
     es.object_ref(&())
 }
 
-/// The store readiness known for each store `es` uses; the first one not ready, if any.
+/// The first store `es` may use (by the cross-namespace and ClusterSecretStore `conditions`
+/// rules — a refused reference is the pipeline's to report) that is known not to be ready.
 fn unready_store(shared: &Shared, es: &ExternalSecret) -> Option<(StoreKey, String)> {
-    external_secret_stores(es)
-        .into_iter()
-        .find_map(|key| match shared.store_ready(&key) {
-            Some((false, message)) => Some((key, message)),
+    let ns = es.metadata.namespace.as_deref().unwrap_or_default();
+    external_secret_stores(es).into_iter().find_map(|key| {
+        let usable = match &key.namespace {
+            Some(store_ns) => store_ns == ns || shared.settings.cross_namespace_secret_store,
+            None => shared
+                .caches
+                .cluster_secret_store(&key.name)
+                .is_some_and(|css| {
+                    let labels = shared.caches.namespace_labels(ns).unwrap_or_default();
+                    css.spec.namespace_allowed(ns, &labels)
+                }),
+        };
+        match shared.store_ready(&key) {
+            Some((false, message)) if usable => Some((key, message)),
             _ => None,
-        })
+        }
+    })
 }
 
 /// Forgets cached values of every store `es` reads through (force-sync, short intervals).

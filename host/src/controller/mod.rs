@@ -162,6 +162,10 @@ fn resolver_config(settings: &Settings) -> Result<StoreResolverConfig, Error> {
         policy,
         client: ClientConfig {
             request_timeout: settings.request_timeout,
+            retry: crate::alibaba::RetryPolicy {
+                max_attempts: settings.request_attempts,
+                ..crate::alibaba::RetryPolicy::default()
+            },
             ..ClientConfig::default()
         },
         credentials: FactoryConfig {
@@ -216,6 +220,7 @@ async fn lead(
             max_concurrent_oos: settings.max_concurrent_oos_pulls,
         })
     });
+    let _ = shared.fetch_cache.set(cache.clone());
     let pipeline = Pipeline::new(
         engine,
         cache,
@@ -414,6 +419,8 @@ pub async fn run(
         ces_memo: Default::default(),
         secrets,
         health: health.clone(),
+        fetch_cache: std::sync::OnceLock::new(),
+        exported_cache: Default::default(),
     });
     let watch_stop = Shutdown::new();
     let watch_tasks = feeds.spawn(shared.clone(), watch_stop.clone());

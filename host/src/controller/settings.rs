@@ -144,6 +144,9 @@ pub struct Settings {
     pub rrsa_oidc_provider_arn: Option<String>,
     /// Hidden `--request-timeout`: per-attempt timeout of cloud calls. Default 10 s.
     pub request_timeout: Duration,
+    /// Hidden `--request-attempts`: attempts per cloud call (retries of throttling, 5xx and
+    /// connection failures included). Default 6, as the official SDKs.
+    pub request_attempts: u32,
     /// Hidden `--shutdown-timeout`: how long in-flight syncs may take after SIGTERM. Default 25 s
     /// (the pod's termination grace period is 30 s).
     pub shutdown_timeout: Duration,
@@ -179,6 +182,7 @@ impl Settings {
             redirect: None,
             rrsa_oidc_provider_arn: None,
             request_timeout: Duration::from_secs(10),
+            request_attempts: 6,
             shutdown_timeout: Duration::from_secs(25),
         }
     }

@@ -532,6 +532,33 @@ impl World {
         .await
     }
 
+    /// The successful writes of the controller whose `POD_NAME` is `pod`.
+    pub fn writes_by(&self, pod: &str) -> Vec<kmsync_tests::RequestRecord> {
+        let tag = format!("({pod})");
+        self.all_controller_writes()
+            .into_iter()
+            .filter(|r| r.user_agent.as_deref().is_some_and(|ua| ua.ends_with(&tag)))
+            .collect()
+    }
+
+    /// Events about the object named `name` (stored in the core `v1` shape): (type, reason,
+    /// message, count).
+    pub fn events_about(&self, name: &str) -> Vec<(String, String, String, i64)> {
+        self.api
+            .objects("events.k8s.io", "events")
+            .into_iter()
+            .filter(|e| e["involvedObject"]["name"] == name || e["regarding"]["name"] == name)
+            .map(|e| {
+                let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                let count = e["series"]["count"]
+                    .as_i64()
+                    .or_else(|| e["count"].as_i64())
+                    .unwrap_or(1);
+                (text("type"), text("reason"), text("message"), count)
+            })
+            .collect()
+    }
+
     /// The controller's successful writes (create/update/patch/delete) to one object.
     pub fn controller_writes(&self, resource: &str, namespace: &str, name: &str) -> usize {
         self.api
