@@ -100,6 +100,11 @@ pub async fn reconcile(ctx: &Context, key: &StoreKey) -> Result<Report, Error> {
     }
 
     let readiness = ctx.resolver.check(&store).await;
+    if !readiness.ready && readiness.reason == "AuthenticationFailed" {
+        // Cached temporary credentials the service no longer accepts (expired or revoked
+        // session): the next check starts from the store's spec again (a new STS call).
+        ctx.resolver.forget(&identity);
+    }
     shared
         .metrics
         .cloud_calls
