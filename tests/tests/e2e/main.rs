@@ -5,4 +5,5 @@ mod credentials;
 mod failures;
 mod fixtures;
 mod harness;
+mod instance_oos;
 mod sync;
