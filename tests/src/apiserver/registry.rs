@@ -582,15 +582,12 @@ impl State {
     ) -> Result<(), ApiError> {
         let name = meta_str(obj, "name").unwrap_or_default();
         let mut causes = validation::label_causes(obj);
+        // apimachinery's ValidateFinalizerName: a qualified name. Names without a domain
+        // prefix (ack-secret-manager's `finalizer.ack.secrets-manager.alibabacloud.com`) are
+        // accepted; kube-apiserver only warns about them.
         for f in finalizers(obj) {
-            if !f.contains('/')
-                && !["kubernetes", "orphan", "foregroundDeletion"].contains(&f.as_str())
-            {
-                causes.push(Cause::invalid(
-                    "metadata.finalizers",
-                    &json!(f),
-                    "name is neither a standard finalizer name nor is it fully qualified",
-                ));
+            if let Some(problem) = qualified_name_problem(&f) {
+                causes.push(Cause::invalid("metadata.finalizers", &json!(f), &problem));
             }
         }
         match rt.behaviour {
@@ -1753,6 +1750,47 @@ fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
     Ok((rv, start.trim_end_matches('\u{0}').to_string()))
 }
 
+/// Why `value` is not a Kubernetes qualified name (`[prefix/]name`: an optional DNS
+/// subdomain prefix, and a name of at most 63 characters of `[-A-Za-z0-9_.]` starting and
+/// ending alphanumeric), as apimachinery's `IsQualifiedName` says; `None` when it is one.
+pub fn qualified_name_problem(value: &str) -> Option<String> {
+    let (prefix, name) = match value.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, value),
+    };
+    if name.contains('/') {
+        return Some("a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character with an optional DNS subdomain prefix and '/'".into());
+    }
+    if let Some(p) = prefix {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if p.is_empty() || p.len() > 253 || !p.split('.').all(label_ok) {
+            return Some("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into());
+        }
+    }
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    let bytes = name.as_bytes();
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".into());
+    }
+    if !alnum(bytes[0])
+        || !alnum(bytes[bytes.len() - 1])
+        || !bytes.iter().all(|b| alnum(*b) || b"-_.".contains(b))
+    {
+        return Some("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
+    }
+    None
+}
+
 /// How ServiceAccount tokens are signed.
 pub enum TokenSigner {
     /// HMAC-SHA256 with a shared key (the default: nothing outside the server verifies them).
@@ -1834,6 +1872,29 @@ pub fn sign_jwt(claims: &Value, key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finalizer_names_are_qualified_names_with_or_without_a_domain_prefix() {
+        for ok in [
+            "kmsync.io/finalizer",
+            "finalizer.ack.secrets-manager.alibabacloud.com",
+            "kubernetes",
+            "foregroundDeletion",
+        ] {
+            assert_eq!(qualified_name_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "a/b/c",
+            "Bad_Prefix/x",
+            "x/",
+            &"a".repeat(64),
+            "with space",
+        ] {
+            assert!(qualified_name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn rs256_tokens_verify_with_the_signing_keys_public_half() {

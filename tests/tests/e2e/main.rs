@@ -6,4 +6,5 @@ mod failures;
 mod fixtures;
 mod harness;
 mod instance_oos;
+mod lifecycle;
 mod sync;
