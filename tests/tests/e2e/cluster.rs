@@ -1,7 +1,10 @@
 //! Cluster-scoped kinds: a ClusterExternalSecret stamping ExternalSecrets into the namespaces
 //! it selects, through a ClusterSecretStore whose `conditions` allow them.
 
-use crate::harness::{AK_ID, AK_SECRET, SYSTEM, World, WorldOptions, wait_for};
+use serde_json::json;
+
+use crate::fixtures::{external_secret, store_with_access_key};
+use crate::harness::{AK_ID, AK_SECRET, SYSTEM, TEAM, World, WorldOptions, wait_for};
 
 fn namespace(name: &str, labelled: bool) -> String {
     if labelled {
@@ -40,7 +43,7 @@ stringData: {{id: {AK_ID}, secret: {AK_SECRET}}}
 ---
 apiVersion: alibabacloud.com/v1alpha1
 kind: ClusterSecretStore
-metadata: {{name: shared}}
+metadata: {{name: shared, finalizers: [finalizer.ack.secrets-manager.alibabacloud.com]}}
 spec:
   KMS:
     KMSAuth:
@@ -82,6 +85,19 @@ spec:
         assert_eq!(owner.kind, "ClusterExternalSecret");
     }
     assert!(w.external_secret("team-b", "common").is_none());
+    // ack-secret-manager's finalizer is removed from ClusterSecretStores too.
+    wait_for(
+        "ack's finalizer to leave the ClusterSecretStore",
+        || async {
+            w.cluster_secret_store("shared")?
+                .metadata
+                .finalizers
+                .unwrap_or_default()
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
     let status = wait_for("the ClusterExternalSecret's status", || async {
         let s = w.cluster_external_secret("common")?.status?;
         (s.provisioned_namespaces.as_deref()? == ["team-a", "team-c"]).then_some(s)
@@ -125,5 +141,55 @@ spec:
         (s.provisioned_namespaces.as_deref()? == ["team-b", "team-c"]).then_some(())
     })
     .await;
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_one_namespace_serves_it_alone_and_makes_no_cluster_wide_request() {
+    let mut w = World::start_with(
+        "watch-namespace",
+        WorldOptions {
+            namespaces: vec!["team-b".into()],
+            chart_values: json!({"env": {"WATCH_NAMESPACE": TEAM}}),
+            ..WorldOptions::default()
+        },
+    )
+    .await;
+    w.apply(&store_with_access_key()).await;
+    w.apply(&external_secret("db", "db-password", "")).await;
+    w.apply(&store_with_access_key().replace(&format!("namespace: {TEAM}"), "namespace: team-b"))
+        .await;
+    w.apply(
+        &external_secret("db", "db-password", "")
+            .replace(&format!("namespace: {TEAM}"), "namespace: team-b"),
+    )
+    .await;
+    w.spawn_controller(&[&format!("--watch-namespaces={TEAM}")])
+        .await;
+    w.wait_es(TEAM, "db", "True", "SecretSynced").await;
+    // Another writer-free round: the ExternalSecret in the unwatched namespace is not touched.
+    w.apply(&external_secret("later", "api-token", "")).await;
+    w.wait_es(TEAM, "later", "True", "SecretSynced").await;
+    assert!(w.external_secret("team-b", "db").unwrap().status.is_none());
+    assert!(w.secret("team-b", "db").is_none());
+    let requests: Vec<_> = w
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.user_agent
+                .as_deref()
+                .is_some_and(|ua| ua.starts_with(crate::harness::CONTROLLER_UA))
+        })
+        .collect();
+    let outside: Vec<_> = requests
+        .iter()
+        .filter(|r| r.namespace != TEAM && r.namespace != SYSTEM)
+        .map(|r| format!("{} {} {}/{}", r.verb, r.resource, r.namespace, r.name))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "requests outside the watched namespaces: {outside:?}"
+    );
     w.finish().await;
 }

@@ -34,7 +34,29 @@ spec:
 "#
     ))
     .await;
+    w.apply(&format!(
+        r#"
+apiVersion: alibabacloud.com/v1alpha1
+kind: SecretStore
+metadata:
+  name: migrated-store
+  namespace: {TEAM}
+  finalizers: [finalizer.ack.secrets-manager.alibabacloud.com]
+spec:
+  KMS: {{}}
+"#
+    ))
+    .await;
     w.spawn_controller(&[]).await;
+    wait_for("ack's finalizer to leave the SecretStore", || async {
+        w.secret_store(TEAM, "migrated-store")?
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     for name in ["keep", "drop", "migrated"] {
         w.wait_es(TEAM, name, "True", "SecretSynced").await;
     }
