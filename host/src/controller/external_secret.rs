@@ -341,9 +341,7 @@ fn merged_status(es: &ExternalSecret, update: StatusUpdate, now: Time) -> Extern
         }
         new.data_sync_results = Some(results);
     }
-    if update.refreshed && new != old {
-        new.refresh_time = Some(now);
-    } else if update.refreshed && old.refresh_time.is_none() {
+    if update.refreshed && (new != old || old.refresh_time.is_none()) {
         new.refresh_time = Some(now);
     }
     new

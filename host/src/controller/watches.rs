@@ -77,9 +77,9 @@ fn config(settings: &Settings, scope: &Option<String>) -> watcher::Config {
 pub struct Feeds {
     client: kube::Client,
     settings: Settings,
-    external_secrets: Vec<(Option<String>, Writer<ExternalSecret>)>,
-    secret_stores: Vec<(Option<String>, Writer<SecretStore>)>,
-    managed_secrets: Vec<(Option<String>, Writer<Secret>)>,
+    external_secrets: ScopedWriters<ExternalSecret>,
+    secret_stores: ScopedWriters<SecretStore>,
+    managed_secrets: ScopedWriters<Secret>,
     cluster_secret_stores: Option<Writer<ClusterSecretStore>>,
     cluster_external_secrets: Option<Writer<ClusterExternalSecret>>,
     namespaces: Option<Writer<PartialObjectMeta<Namespace>>>,
@@ -91,7 +91,10 @@ impl std::fmt::Debug for Feeds {
     }
 }
 
-fn scoped<K>(settings: &Settings) -> (Scoped<K>, Vec<(Option<String>, Writer<K>)>)
+/// Reflector writers by scope (`None`: the whole cluster).
+type ScopedWriters<K> = Vec<(Option<String>, Writer<K>)>;
+
+fn scoped<K>(settings: &Settings) -> (Scoped<K>, ScopedWriters<K>)
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {

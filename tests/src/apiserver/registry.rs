@@ -1798,7 +1798,7 @@ pub enum TokenSigner {
     /// RSA PKCS#1 v1.5 SHA-256 with a key id, as a real API server's issuer signs them.
     Rs256 {
         /// The key pair.
-        key: ring::signature::RsaKeyPair,
+        key: Box<ring::signature::RsaKeyPair>,
         /// `kid` in the header.
         kid: String,
     },
@@ -1824,7 +1824,7 @@ impl TokenSigner {
         let key = ring::signature::RsaKeyPair::from_pkcs8(&der)
             .map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
         Ok(Self::Rs256 {
-            key,
+            key: Box::new(key),
             kid: kid.to_owned(),
         })
     }
