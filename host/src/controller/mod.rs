@@ -211,6 +211,14 @@ async fn lead(
     let digest_key =
         digest_key::ensure(client, &settings.pod_namespace, &settings.digest_key_secret).await?;
     let engine = Arc::new(RuleEngine::new(settings.rule_limits).map_err(Error::RuleEngine)?);
+    let metrics = shared.metrics.clone();
+    engine.set_call_observer(Arc::new(move |hook, error, stats| {
+        metrics.rule_call(
+            hook.export_name(),
+            error.map_or("ok", |e| e.metric_label()),
+            stats.duration,
+        );
+    }));
     let cache = Arc::new(if settings.disable_fetch_cache {
         FetchCache::disabled()
     } else {

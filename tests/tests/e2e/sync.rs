@@ -94,8 +94,18 @@ async fn a_rotated_secret_is_picked_up_and_nothing_is_written_or_fetched_while_i
     let mut w = World::start("rotate").await;
     w.apply(&store_with_access_key()).await;
     w.apply(&external_secret("db", "db-password", "")).await;
-    w.spawn_controller(&["--polling-interval=2s"]).await;
+    w.spawn_controller(&["--polling-interval=1s"]).await;
     w.wait_es(TEAM, "db", "True", "SecretSynced").await;
+    // The Events of the first sync and the first store check (published after the status).
+    for (name, reason) in [("db", "SecretSynced"), ("kms", "StoreReady")] {
+        wait_for(&format!("the {reason} Event"), || async {
+            w.events_about(name)
+                .into_iter()
+                .any(|e| e.1 == reason)
+                .then_some(())
+        })
+        .await;
+    }
 
     // Three refreshes with nothing new: one read each, no writes at all.
     let secret_writes = w.controller_writes("secrets", TEAM, "db");
@@ -126,7 +136,12 @@ async fn a_rotated_secret_is_picked_up_and_nothing_is_written_or_fetched_while_i
         status_writes,
         "no status write while nothing changes"
     );
-    assert_eq!(w.api.objects("events.k8s.io", "events").len(), events);
+    assert_eq!(
+        w.api.objects("events.k8s.io", "events").len(),
+        events,
+        "{:#?}",
+        w.api.objects("events.k8s.io", "events")
+    );
 
     // Rotate in KMS: the next refresh writes the new value, once.
     w.emu
@@ -173,6 +188,26 @@ async fn a_rotated_secret_is_picked_up_and_nothing_is_written_or_fetched_while_i
         .data_sync_results
         .unwrap();
     assert_eq!(results[0].version_id.as_deref(), Some("v2"));
+    let metrics = crate::harness::http_get(w.controllers[0].metrics, "/metrics")
+        .await
+        .unwrap()
+        .1;
+    for series in [
+        r#"kmsync_syncs_total{kind="ExternalSecret",result="written"} 2"#,
+        r#"kmsync_syncs_total{kind="ExternalSecret",result="unchanged"}"#,
+        r#"kmsync_cloud_calls_total{service="kms",action="GetSecretValue",code="Success"}"#,
+        r#"kmsync_secret_writes_total{operation="apply"} 2"#,
+        r#"kmsync_last_success_timestamp_seconds{kind="ExternalSecret"}"#,
+        r#"kmsync_queue_pending{kind="ExternalSecret"} 1"#,
+        "kmsync_leader 1",
+        "kmsync_fetch_cache_misses_total",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains("team-a"), "no object names in labels");
     w.finish().await;
 }
 
