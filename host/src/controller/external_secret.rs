@@ -219,7 +219,7 @@ async fn target_secret(
 
 /// Why a full sync is needed, or `None`.
 fn sync_reason(
-    ctx: &Shared,
+    timing: &super::schedule::Timing,
     es: &ExternalSecret,
     secret: Option<&Secret>,
     policy: CreationPolicy,
@@ -270,7 +270,7 @@ fn sync_reason(
     if !es.synced_current_revision() {
         return Some("the ExternalSecret changed");
     }
-    if let (Some(interval), Some(last)) = (ctx.timing.refresh_interval(es), last_refresh) {
+    if let (Some(interval), Some(last)) = (timing.refresh_interval(es), last_refresh) {
         let elapsed = (now - last).to_std().unwrap_or_default();
         if elapsed >= interval {
             return Some("the refresh interval elapsed");
@@ -488,7 +488,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
         Some("kmsync.io/force-sync changed")
     } else {
         sync_reason(
-            shared,
+            &shared.timing,
             es,
             secret.as_deref(),
             policy,
@@ -866,6 +866,179 @@ mod tests {
         assert!(caught_up);
         let (s, _) = newer(Some(secret("13")), None);
         assert_eq!(s.unwrap().metadata.resource_version.as_deref(), Some("13"));
+    }
+
+    mod due {
+        use super::super::*;
+        use crate::controller::schedule::Timing;
+        use crate::sync::{DesiredSecret, DigestKey, RotationDecision};
+        use crate::value::SecretBytes;
+
+        fn timing() -> Timing {
+            Timing {
+                polling_interval: Duration::from_secs(120),
+                disable_polling: false,
+                reconcile_period: Duration::from_secs(5),
+            }
+        }
+
+        fn key() -> DigestKey {
+            DigestKey::from_bytes(&[3u8; 32]).unwrap()
+        }
+
+        /// A synced ExternalSecret (status of this revision, Ready) and the Secret it wrote.
+        fn synced(policy: &str, refresh: Option<&str>) -> (ExternalSecret, Secret) {
+            let mut es: ExternalSecret = serde_json::from_value(serde_json::json!({
+                "apiVersion": "alibabacloud.com/v1alpha1", "kind": "ExternalSecret",
+                "metadata": {"name": "app", "namespace": "ns", "uid": "u1", "generation": 1},
+                "spec": {"refreshPolicy": refresh, "target": {"creationPolicy": policy}}
+            }))
+            .unwrap();
+            let data: std::collections::BTreeMap<String, SecretBytes> =
+                [("k".to_owned(), SecretBytes::from("v"))]
+                    .into_iter()
+                    .collect();
+            let out = SyncOutput {
+                secret: DesiredSecret {
+                    namespace: "ns".into(),
+                    name: "app".into(),
+                    type_: "Opaque".into(),
+                    data: data.clone(),
+                    labels: Default::default(),
+                    annotations: Default::default(),
+                    immutable: false,
+                },
+                digest: key().digest(&data),
+                version: "v1".into(),
+                entries: Vec::new(),
+                rotation: RotationDecision {
+                    action: RotationAction::Sync,
+                    reason: String::new(),
+                    requeue_after: None,
+                    restart: false,
+                    decided_by: None,
+                },
+            };
+            let policy = es.spec.creation_policy();
+            let mut secret = target::intent(&es, &out, policy, Utc::now());
+            secret.metadata.managed_fields = Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                    manager: Some(FIELD_MANAGER.into()),
+                    operation: Some("Apply".into()),
+                    fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                        serde_json::json!({"f:data": {"f:k": {}}}),
+                    )),
+                    ..Default::default()
+                },
+            ]);
+            es.status = Some(ExternalSecretStatus {
+                conditions: Some(vec![Condition::ready(
+                    ConditionStatus::True,
+                    REASON_SYNCED,
+                    "ok",
+                    Some(1),
+                    Time(k8s_openapi::jiff::Timestamp::now()),
+                )]),
+                synced_resource_version: Some(es.resource_revision()),
+                ..Default::default()
+            });
+            (es, secret)
+        }
+
+        fn reason(
+            es: &ExternalSecret,
+            secret: Option<&Secret>,
+            since_refresh: Option<i64>,
+        ) -> Option<&'static str> {
+            let now = Utc::now();
+            sync_reason(
+                &timing(),
+                es,
+                secret,
+                es.spec.creation_policy(),
+                now,
+                since_refresh.map(|s| now - chrono::Duration::seconds(s)),
+                &key(),
+            )
+        }
+
+        #[test]
+        fn a_synced_object_within_its_interval_needs_no_sync_and_no_kms_call() {
+            let (es, secret) = synced("Owner", None);
+            assert_eq!(reason(&es, Some(&secret), Some(30)), None);
+            assert_eq!(
+                reason(&es, Some(&secret), Some(121)),
+                Some("the refresh interval elapsed")
+            );
+            assert_eq!(reason(&es, Some(&secret), None), Some("first sync"));
+        }
+
+        #[test]
+        fn a_missing_or_hand_edited_secret_is_repaired_between_refreshes() {
+            let (es, secret) = synced("Owner", None);
+            assert_eq!(
+                reason(&es, None, Some(30)),
+                Some("the Secret does not exist")
+            );
+            let mut edited = secret.clone();
+            edited
+                .data
+                .as_mut()
+                .unwrap()
+                .insert("k".into(), k8s_openapi::ByteString(b"changed".to_vec()));
+            assert_eq!(
+                reason(&es, Some(&edited), Some(30)),
+                Some("the Secret's data was changed outside kmsync")
+            );
+            let mut released = secret.clone();
+            released.metadata.owner_references = None;
+            assert_eq!(
+                reason(&es, Some(&released), Some(30)),
+                Some("the Secret lost its owner reference")
+            );
+            let (orphan, orphan_secret) = synced("Orphan", None);
+            assert_eq!(reason(&orphan, Some(&orphan_secret), Some(30)), None);
+        }
+
+        #[test]
+        fn a_changed_or_failed_object_syncs_at_once() {
+            let (mut es, secret) = synced("Owner", None);
+            es.metadata.annotations =
+                Some([(FORCE_SYNC_ANNOTATION.to_owned(), "2".to_owned())].into());
+            assert_eq!(
+                reason(&es, Some(&secret), Some(1)),
+                Some("the ExternalSecret changed")
+            );
+            let (mut es, secret) = synced("Owner", None);
+            es.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status =
+                ConditionStatus::False;
+            assert_eq!(
+                reason(&es, Some(&secret), Some(1)),
+                Some("the last sync failed")
+            );
+        }
+
+        #[test]
+        fn on_change_and_created_once_do_not_refresh_on_a_timer() {
+            let (es, secret) = synced("Owner", Some("OnChange"));
+            assert_eq!(reason(&es, Some(&secret), Some(100_000)), None);
+            let (mut es, secret) = synced("Owner", Some("CreatedOnce"));
+            assert_eq!(reason(&es, Some(&secret), Some(100_000)), None);
+            // Not even for a spec change, as long as the Secret exists...
+            es.metadata.generation = Some(2);
+            assert_eq!(reason(&es, Some(&secret), Some(1)), None);
+            // ...but a deleted Secret is created again.
+            assert_eq!(
+                reason(&es, None, Some(1)),
+                Some("the Secret does not exist")
+            );
+        }
+
+        #[test]
+        fn creation_policy_none_never_looks_at_a_secret() {
+            let (es, _) = synced("None", None);
+            assert_eq!(reason(&es, None, Some(30)), None);
+        }
     }
 
     fn es_with_status(status: ExternalSecretStatus) -> ExternalSecret {
