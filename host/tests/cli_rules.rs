@@ -156,6 +156,104 @@ fn rules_envelope_builds_an_input_from_a_sample_secret() {
 }
 
 #[test]
+fn rules_envelope_builds_the_context_and_config_from_an_external_secret_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("value.json");
+    std::fs::write(
+        &secret,
+        r#"{"name":"tom","friends":[{"name":"lily"},{"name":"mark"}]}"#,
+    )
+    .unwrap();
+    let manifests = "examples/quickstart/external-secrets.yaml";
+    let envelope = |extra: &[&str]| {
+        let mut args = vec![
+            "rules",
+            "envelope",
+            "--secret-json",
+            secret.to_str().unwrap(),
+            "--external-secret-file",
+            manifests,
+        ];
+        args.extend_from_slice(extra);
+        kmsync(&args)
+    };
+
+    // The jmesPath entry: its context, key, version and the built-in jmespath config.
+    let out = envelope(&["--external-secret", "es-json-demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["secret"]["name"], "test1");
+    assert_eq!(doc["secret"]["versionId"], "v1");
+    assert_eq!(
+        doc["context"],
+        serde_json::json!({"namespace": "default", "externalSecret": "es-json-demo",
+            "labels": {}, "annotations": {},
+            "item": {"field": "data", "index": 0, "key": "test1"}})
+    );
+    assert_eq!(
+        doc["config"],
+        serde_json::json!({"jmesPath": [{"path": "name", "objectAlias": "name"},
+            {"path": "friends[0].name", "objectAlias": "friendname"}]})
+    );
+    assert!(text(&out.stderr).contains("config: the built-in jmespath rule's, from spec.data[0]"));
+    // ... which the built-in rule runs as the pipeline would.
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, &out.stdout).unwrap();
+    let run = kmsync(&[
+        "rules",
+        "run",
+        "builtin:jmespath",
+        "--hook",
+        "transform",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let result: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"data": {"name": "tom", "friendname": "lily"}})
+    );
+
+    // A dataProcess entry gets the extract config; --rule picks a spec.rules config.
+    let out = envelope(&[
+        "--external-secret",
+        "extract-secret",
+        "--item",
+        "dataProcess[0]",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["context"]["item"]["field"], "dataProcess");
+    assert_eq!(doc["config"]["replaceRule"][1]["target"], "ack");
+    let out = envelope(&["--external-secret", "database", "--rule", "rds-account"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["secret"]["name"], "rds-app");
+    assert_eq!(doc["config"]["keys"]["password"], "DB_PASSWORD");
+    assert_eq!(doc["context"]["item"]["name"], "rds-app");
+
+    // Mistakes are named.
+    let out = envelope(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("5 ExternalSecrets; pick one with --external-secret NAME"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = envelope(&["--external-secret", "plain", "--item", "data[7]"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("ExternalSecret default/plain has no spec.data[7]"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = envelope(&["--external-secret", "plain", "--item", "things[0]"]);
+    assert!(
+        text(&out.stderr).contains("--item \"things[0]\": expected data[N] or dataProcess[N]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn rules_list_names_every_builtin() {
     let out = kmsync(&["rules", "list"]);
     let stdout = text(&out.stdout);

@@ -42,7 +42,7 @@ pub enum RulesCommand {
     /// List the built-in rules.
     List,
     /// Print a realistic input envelope for a hook, built from a sample secret.
-    Envelope(EnvelopeArgs),
+    Envelope(Box<EnvelopeArgs>),
     /// Benchmark: cold compile, cache hit, and per-call time of rules on 1 KiB and 30 KiB
     /// secrets (run a release build; pin to one core with `taskset -c 0`).
     Bench(BenchArgs),
@@ -129,33 +129,52 @@ pub struct EnvelopeArgs {
     /// File holding a binary secret value (sent base64-encoded, dataType `binary`).
     #[arg(long)]
     pub secret_binary: Option<PathBuf>,
-    /// KMS secret name (default: the file name without extension).
+    /// KMS secret name (default: the entry's `key` with --external-secret-file, else the file
+    /// name without extension).
     #[arg(long)]
     pub secret_name: Option<String>,
     /// KMS SecretType (`Generic`, `Rds`, `RAMCredentials`, ...).
     #[arg(long, default_value = "Generic")]
     pub secret_type: String,
-    /// KMS VersionId.
-    #[arg(long, default_value = "v2")]
-    pub version_id: String,
+    /// KMS VersionId (default: the entry's `versionId` with --external-secret-file, else
+    /// `v2`).
+    #[arg(long)]
+    pub version_id: Option<String>,
     /// KMS VersionStages (repeat for several).
     #[arg(long = "version-stage", default_values_t = ["ACSCurrent".to_string()])]
     pub version_stages: Vec<String>,
     /// KMS CreateTime (RFC 3339).
     #[arg(long, default_value = "2026-01-01T00:00:00Z")]
     pub create_time: String,
-    /// Namespace of the ExternalSecret.
+    /// Namespace of the ExternalSecret (with --external-secret-file: of one that names
+    /// none).
     #[arg(long, default_value = "default")]
     pub namespace: String,
-    /// Name of the ExternalSecret.
-    #[arg(long, default_value = "sample")]
-    pub external_secret: String,
-    /// The spec entry's Secret key name (`spec.data[].name`).
+    /// Name of the ExternalSecret (with --external-secret-file: which one, when the file holds
+    /// several). Default `sample`.
     #[arg(long)]
+    pub external_secret: Option<String>,
+    /// The spec entry's Secret key name (`spec.data[].name`).
+    #[arg(long, conflicts_with = "external_secret_file")]
     pub item_name: Option<String>,
     /// The rule's config (JSON or YAML file).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rule")]
     pub config: Option<PathBuf>,
+    /// Build the context (namespace, name, labels, annotations, item) from this ExternalSecret
+    /// manifest (YAML or JSON; `-` reads stdin), as the sync pipeline would; the secret name
+    /// and version come from the entry, and `config` from `--rule`, else from the entry's
+    /// built-in rule (`jmesPath` -> jmespath, `dataProcess` -> extract).
+    #[arg(long, value_name = "FILE")]
+    pub external_secret_file: Option<PathBuf>,
+    /// With --external-secret-file: the entry the call is about, `data[N]` or
+    /// `dataProcess[N]` (also written `spec.data[N]`, `spec.dataProcess[N].extract`).
+    /// Default: the first entry.
+    #[arg(long, requires = "external_secret_file", value_name = "ENTRY")]
+    pub item: Option<String>,
+    /// With --external-secret-file: take `config` from this rule of `spec.rules`, by index or
+    /// name.
+    #[arg(long, requires = "external_secret_file", value_name = "INDEX|NAME")]
+    pub rule: Option<String>,
 }
 
 /// `kmsync rules bench`.
@@ -187,7 +206,7 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<i32> {
         RulesCommand::Test(a) => test(a).await,
         RulesCommand::Inspect(a) => inspect(a).await,
         RulesCommand::List => list(),
-        RulesCommand::Envelope(a) => envelope_cmd(a),
+        RulesCommand::Envelope(a) => envelope_cmd(*a),
         RulesCommand::Bench(a) => bench(a).await,
     }
 }
@@ -399,34 +418,163 @@ fn envelope_cmd(a: EnvelopeArgs) -> anyhow::Result<i32> {
         ),
         (None, None) => bail!("give --secret-json FILE or --secret-binary FILE"),
     };
-    let name = a.secret_name.clone().unwrap_or_else(|| {
+    let from_file = match &a.external_secret_file {
+        Some(file) => Some(external_secret_entry(&a, file)?),
+        None => None,
+    };
+    let file_stem = || {
         path.file_stem()
             .filter(|_| path != Path::new("-"))
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "sample".into())
-    });
+    };
+    let name = a
+        .secret_name
+        .clone()
+        .or_else(|| from_file.as_ref().map(|f| f.key.clone()))
+        .unwrap_or_else(file_stem);
+    let version_id = a
+        .version_id
+        .clone()
+        .or_else(|| from_file.as_ref().and_then(|f| f.version_id.clone()))
+        .unwrap_or_else(|| "v2".into());
     let secret = SampleSecret {
         name,
         secret_type: a.secret_type.clone(),
         data_type,
         data: SecretValue::new(data),
-        version_id: a.version_id.clone(),
+        version_id,
         version_stages: a.version_stages.clone(),
         create_time: a.create_time.clone(),
     };
     let ctx = SampleContext {
         namespace: a.namespace.clone(),
-        external_secret: a.external_secret.clone(),
+        external_secret: a.external_secret.clone().unwrap_or_else(|| "sample".into()),
         item_name: a.item_name.clone(),
         ..SampleContext::default()
     };
-    let config = match &a.config {
-        Some(p) => read_config(p)?,
-        None => Value::Null,
+    let config = match (&a.config, &from_file) {
+        (Some(p), _) => read_config(p)?,
+        (None, Some(f)) => f.config.clone(),
+        (None, None) => Value::Null,
     };
-    let doc = envelope::build(a.hook, &secret, &ctx, config);
+    let mut doc = envelope::build(a.hook, &secret, &ctx, config);
+    if let (Some(f), Some(obj)) = (&from_file, doc.as_object_mut())
+        && obj.contains_key("context")
+    {
+        obj.insert("context".into(), serde_json::to_value(&f.context)?);
+    }
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(0)
+}
+
+/// What `--external-secret-file` contributes to an envelope.
+struct EntryEnvelope {
+    context: crate::rules::Context,
+    key: String,
+    version_id: Option<String>,
+    config: Value,
+}
+
+/// Parses `data[N]` / `dataProcess[N]` (optionally `spec.` before and `.extract` after).
+fn parse_item(item: &str) -> Option<crate::sync::EntryRef> {
+    let rest = item.trim().strip_prefix("spec.").unwrap_or(item.trim());
+    let rest = rest.strip_suffix(".extract").unwrap_or(rest);
+    let (field, index) = rest.strip_suffix(']')?.split_once('[')?;
+    let index: usize = index.parse().ok()?;
+    match field {
+        "data" => Some(crate::sync::EntryRef::data(index)),
+        "dataProcess" => Some(crate::sync::EntryRef::data_process(index)),
+        _ => None,
+    }
+}
+
+fn external_secret_entry(a: &EnvelopeArgs, file: &Path) -> anyhow::Result<EntryEnvelope> {
+    let text = String::from_utf8(read_input(file)?)
+        .with_context(|| format!("{} is not UTF-8", file.display()))?;
+    let manifests = crate::api::parse_manifests(&text)
+        .with_context(|| format!("--external-secret-file {}", file.display()))?;
+    let mut found: Vec<crate::api::ExternalSecret> = manifests
+        .into_iter()
+        .filter_map(|m| match m {
+            crate::api::Manifest::ExternalSecret(es) => Some(*es),
+            _ => None,
+        })
+        .filter(|es| {
+            a.external_secret
+                .as_deref()
+                .is_none_or(|n| es.metadata.name.as_deref() == Some(n))
+        })
+        .collect();
+    let mut es = match found.len() {
+        1 => found.remove(0),
+        0 => bail!(
+            "--external-secret-file {}: no ExternalSecret{}",
+            file.display(),
+            a.external_secret
+                .as_deref()
+                .map(|n| format!(" named {n:?}"))
+                .unwrap_or_default()
+        ),
+        n => bail!(
+            "--external-secret-file {}: {n} ExternalSecrets; pick one with --external-secret NAME",
+            file.display()
+        ),
+    };
+    if es.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+        es.metadata.namespace = Some(a.namespace.clone());
+    }
+    let object = format!(
+        "ExternalSecret {}/{}",
+        es.metadata.namespace.as_deref().unwrap_or_default(),
+        es.metadata.name.as_deref().unwrap_or_default()
+    );
+    let entries = crate::sync::entries(&es);
+    let entry = match &a.item {
+        Some(item) => parse_item(item)
+            .with_context(|| format!("--item {item:?}: expected data[N] or dataProcess[N]"))?,
+        None => entries
+            .first()
+            .map(|(e, _)| *e)
+            .with_context(|| format!("{object} has no spec.data or spec.dataProcess entry"))?,
+    };
+    let (_, source) = entries
+        .iter()
+        .find(|(e, _)| *e == entry)
+        .with_context(|| format!("{object} has no {entry}"))?;
+    let context = crate::sync::rule_context(&es, entry)
+        .with_context(|| format!("{object} has no {entry}"))?;
+    let config = match &a.rule {
+        Some(which) => {
+            let rules = es.spec.rules();
+            let (index, rule) = match which.parse::<usize>() {
+                Ok(i) => rules.get(i).map(|r| (i, r)),
+                Err(_) => rules
+                    .iter()
+                    .enumerate()
+                    .find(|(_, r)| r.display_name() == *which),
+            }
+            .with_context(|| format!("{object} has no spec.rules entry {which:?}"))?;
+            eprintln!(
+                "config: spec.rules[{index}] ({}) of {object}",
+                rule.display_name()
+            );
+            rule.config.clone().unwrap_or(Value::Null)
+        }
+        None => match crate::sync::compat_rule(&es, entry) {
+            Some((name, config)) => {
+                eprintln!("config: the built-in {name} rule's, from {entry} of {object}");
+                config
+            }
+            None => Value::Null,
+        },
+    };
+    Ok(EntryEnvelope {
+        context,
+        key: source.key.clone(),
+        version_id: source.version_id().map(str::to_owned),
+        config,
+    })
 }
 
 /// A JSON object of about `bytes` bytes with the fields the benchmark configs use.

@@ -251,7 +251,7 @@ pub enum StoreError {
     },
     /// Credentials could not be set up (missing Secret or key, cross-namespace reference,
     /// incomplete auth, malformed ARN, ...).
-    #[error("{store}: credentials could not be set up")]
+    #[error("credentials could not be set up")]
     Credentials {
         /// The store (`ambient credentials` for entries without a store).
         store: String,
@@ -260,7 +260,7 @@ pub enum StoreError {
         source: Box<BuildError>,
     },
     /// A `dedicatedKMSAuth` reference breaks the cross-namespace rules.
-    #[error("{store}: {source}")]
+    #[error("{source}")]
     Reference {
         /// The store (`SecretStore ns/name`, `ClusterSecretStore name`).
         store: String,
@@ -269,7 +269,7 @@ pub enum StoreError {
         source: Box<ReferenceError>,
     },
     /// A `dedicatedKMSAuth` Secret or key could not be read.
-    #[error("{store}: {field}: {source}")]
+    #[error("{field}: {source}")]
     SecretRef {
         /// The store (`SecretStore ns/name`, `ClusterSecretStore name`).
         store: String,
@@ -280,7 +280,7 @@ pub enum StoreError {
         source: Box<SourceError>,
     },
     /// The ClientKey could not be loaded (wrong password, not a ClientKey, ...).
-    #[error("{store}: spec.KMS.dedicatedKMSAuth.clientKeyContent could not be loaded")]
+    #[error("spec.KMS.dedicatedKMSAuth.clientKeyContent could not be loaded")]
     ClientKey {
         /// The store (`SecretStore ns/name`, `ClusterSecretStore name`).
         store: String,
@@ -312,7 +312,7 @@ pub enum StoreError {
     #[error("the HTTP client could not be built")]
     Client(#[source] Box<RpcError>),
     /// The KMS instance client could not be built (`ca` missing or not base64 PEM, TLS).
-    #[error("{store}: the KMS instance client could not be built")]
+    #[error("the KMS instance client could not be built")]
     Instance {
         /// The store (`SecretStore ns/name`, `ClusterSecretStore name`).
         store: String,

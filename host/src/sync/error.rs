@@ -348,7 +348,7 @@ pub enum SyncError {
     },
     /// A rule failed (module missing or refused, digest mismatch, timeout, the rule's own
     /// error such as a jmesPath matching nothing).
-    #[error("{place}: {}", rule_subject(rule, secret))]
+    #[error("{place}{}: {problem}", on_secret(secret))]
     RuleError {
         /// Where it ran.
         place: RulePlace,
@@ -356,9 +356,8 @@ pub enum SyncError {
         rule: String,
         /// The remote key the rule was reading, when it was reading one.
         secret: Option<String>,
-        /// What went wrong.
-        #[source]
-        source: Box<RuleProblem>,
+        /// What went wrong (its text is part of this error's message; it names the rule).
+        problem: Box<RuleProblem>,
     },
     /// Two sources write the same Secret key.
     #[error("Secret key {key:?} is written by both {first} and {second}")]
@@ -389,10 +388,10 @@ fn join_problems(problems: &[Problem]) -> String {
         .join("; ")
 }
 
-fn rule_subject(rule: &str, secret: &Option<String>) -> String {
+fn on_secret(secret: &Option<String>) -> String {
     match secret {
-        Some(s) => format!("rule {rule} failed on secret {s:?}"),
-        None => format!("rule {rule} failed"),
+        Some(s) => format!(" (secret {s:?})"),
+        None => String::new(),
     }
 }
 
@@ -425,9 +424,9 @@ impl SyncError {
                 FetchFailure::Unavailable(_) => true,
             },
             Self::StoreNotReady { .. } | Self::Lookup { .. } | Self::StoreNotFound { .. } => true,
-            Self::RuleError { source, .. } => {
+            Self::RuleError { problem, .. } => {
                 matches!(
-                    source.as_ref(),
+                    problem.as_ref(),
                     RuleProblem::Call(CallError::Timeout { .. })
                 )
             }

@@ -240,7 +240,7 @@ impl Pipeline {
                             place: rule.place(Some(r.entry)),
                             rule: rule.name.clone(),
                             secret: Some(r.source.key.clone()),
-                            source: Box::new(p),
+                            problem: Box::new(p),
                         })?,
                         context: context.clone(),
                         config: rule.config.clone(),
@@ -253,7 +253,7 @@ impl Pipeline {
                                 place: rule.place(Some(r.entry)),
                                 rule: rule.name.clone(),
                                 secret: Some(r.source.key.clone()),
-                                source: Box::new(RuleProblem::Call(e)),
+                                problem: Box::new(RuleProblem::Call(e)),
                             })?;
                     for (k, v) in out.data {
                         claim(
@@ -293,7 +293,7 @@ impl Pipeline {
                     place: rule.place(None),
                     rule: rule.name.clone(),
                     secret: None,
-                    source: Box::new(RuleProblem::Call(e)),
+                    problem: Box::new(RuleProblem::Call(e)),
                 })?;
             let keep: BTreeSet<String> = kept.keep.into_iter().collect();
             data.retain(|k, _| keep.contains(k));
@@ -471,7 +471,7 @@ impl Pipeline {
             place: RulePlace::Compat(r.entry),
             rule: name.to_owned(),
             secret: Some(r.source.key.clone()),
-            source: Box::new(source),
+            problem: Box::new(source),
         };
         let module = self
             .engine
@@ -508,7 +508,7 @@ impl Pipeline {
                 },
                 rule: name.clone(),
                 secret: None,
-                source: Box::new(source),
+                problem: Box::new(source),
             };
             let module = match rule.module.source() {
                 Some(ModuleSource::Builtin(b)) => self
@@ -721,7 +721,7 @@ impl Pipeline {
                     place: rule.place(None),
                     rule: rule.name.clone(),
                     secret: None,
-                    source: Box::new(RuleProblem::Call(e)),
+                    problem: Box::new(RuleProblem::Call(e)),
                 })?;
             let after = d.requeue_after.map(Duration::from_secs);
             let decided_by = format!("spec.rules[{}] ({})", rule.index, rule.name);
