@@ -105,7 +105,30 @@ pub async fn reconcile(ctx: &Context, key: &StoreKey) -> Result<Report, Error> {
         ctx.resolver.forget(&old);
     }
 
-    let readiness = ctx.resolver.check(&store).await;
+    let per_service_account = store
+        .provider()
+        .cloud_auth()
+        .is_some_and(|a| matches!(a.method(), crate::api::AuthMethod::ServiceAccount(_)));
+    let readiness = if per_service_account && !shared.settings.enable_service_account_token {
+        // Say which flag, rather than the resolver's generic "not available here".
+        let path = if store.provider().oos.is_some() {
+            "spec.OOS.OOSAuth"
+        } else {
+            "spec.KMS.KMSAuth"
+        };
+        crate::stores::StoreReadiness {
+            ready: false,
+            reason: "CredentialsUnavailable",
+            message: format!(
+                "{identity}: {path}.serviceAccountRef: per-ServiceAccount RRSA is disabled in this installation (start the controller with --enable-service-account-token; chart value command.enableServiceAccountToken)"
+            ),
+            warnings: Vec::new(),
+            method: None,
+            observed_generation: identity.generation,
+        }
+    } else {
+        ctx.resolver.check(&store).await
+    };
     if !readiness.ready && readiness.reason == "AuthenticationFailed" {
         // Cached temporary credentials the service no longer accepts (expired or revoked
         // session): the next check starts from the store's spec again (a new STS call).
