@@ -219,15 +219,17 @@ async fn lead(
             stats.duration,
         );
     }));
-    let cache = Arc::new(if settings.disable_fetch_cache {
-        FetchCache::disabled()
-    } else {
-        FetchCache::new(FetchCacheConfig {
-            max_age: settings.polling_interval,
-            max_concurrent_kms: settings.max_concurrent_kms_pulls,
-            max_concurrent_oos: settings.max_concurrent_oos_pulls,
-        })
-    });
+    // A zero max age turns caching and coalescing off (`--disable-fetch-cache`); the pull
+    // limits apply either way.
+    let cache = Arc::new(FetchCache::new(FetchCacheConfig {
+        max_age: if settings.disable_fetch_cache {
+            Duration::ZERO
+        } else {
+            settings.polling_interval
+        },
+        max_concurrent_kms: settings.max_concurrent_kms_pulls,
+        max_concurrent_oos: settings.max_concurrent_oos_pulls,
+    }));
     let _ = shared.fetch_cache.set(cache.clone());
     let pipeline = Pipeline::new(
         engine,

@@ -350,3 +350,41 @@ data: {{theirs: {theirs}}}
     );
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_neither_reads_nor_writes_anything_for_objects_not_yet_due() {
+    let mut w = World::start("restart-quiet").await;
+    w.apply(&store_with_access_key()).await;
+    let names: Vec<String> = (0..10).map(|i| format!("app-{i}")).collect();
+    for name in &names {
+        w.apply(&external_secret(name, "db-password", "")).await;
+    }
+    let first = w.spawn_controller(&["--polling-interval=10m"]).await;
+    for name in &names {
+        w.wait_es(TEAM, name, "True", "SecretSynced").await;
+    }
+    assert_eq!(w.stop_controller(first).await, Some(0));
+    let reads = w.kms_reads("db-password");
+
+    let second = w.spawn_controller(&["--polling-interval=10m"]).await;
+    let pod = w.controllers[second].name.clone();
+    // Every object is looked at once (its Secret is intact) and then waits for its time.
+    wait_for("every ExternalSecret to be checked", || async {
+        let metrics = http_get(w.controllers[second].metrics, "/metrics").await?.1;
+        metrics
+            .contains(r#"kmsync_syncs_total{kind="ExternalSecret",result="checked"} 10"#)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.kms_reads("db-password"),
+        reads,
+        "no KMS read after a restart"
+    );
+    assert!(
+        w.writes_by(&pod).is_empty(),
+        "no write after a restart: {:?}",
+        w.writes_by(&pod)
+    );
+    w.finish().await;
+}

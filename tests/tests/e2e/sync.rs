@@ -261,3 +261,35 @@ async fn a_deleted_secret_is_recreated_and_an_edited_key_restored_without_readin
     );
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_external_secrets_naming_one_secret_cost_one_kms_read_unless_the_cache_is_off() {
+    for (cache_off, expected) in [(false, 1), (true, 20)] {
+        let mut w = World::start(if cache_off {
+            "no-fetch-cache"
+        } else {
+            "fetch-cache"
+        })
+        .await;
+        w.apply(&store_with_access_key()).await;
+        for i in 0..20 {
+            w.apply(&external_secret(&format!("app-{i}"), "db-password", ""))
+                .await;
+        }
+        let mut flags = vec!["--polling-interval=10m"];
+        if cache_off {
+            flags.push("--disable-fetch-cache");
+        }
+        w.spawn_controller(&flags).await;
+        for i in 0..20 {
+            w.wait_es(TEAM, &format!("app-{i}"), "True", "SecretSynced")
+                .await;
+        }
+        assert_eq!(
+            w.kms_reads("db-password"),
+            expected,
+            "cache off: {cache_off}"
+        );
+        w.finish().await;
+    }
+}
