@@ -40,13 +40,12 @@ pub async fn ensure(
                 .data
                 .as_ref()
                 .and_then(|d| d.get(DATA_KEY))
-                .ok_or_else(|| Error::DigestKey {
+                .ok_or_else(|| Error::DigestKeyMissing {
                     secret: object.clone(),
-                    reason: format!("it has no data.{DATA_KEY}"),
                 })?;
-            return DigestKey::from_bytes(&bytes.0).map_err(|e| Error::DigestKey {
+            return DigestKey::from_bytes(&bytes.0).map_err(|source| Error::DigestKey {
                 secret: object.clone(),
-                reason: e.to_string(),
+                source,
             });
         }
         let key = DigestKey::random();
@@ -87,8 +86,5 @@ pub async fn ensure(
             }
         }
     }
-    Err(Error::DigestKey {
-        secret: object,
-        reason: "it was created and deleted again while being read".into(),
-    })
+    Err(Error::DigestKeyRace { secret: object })
 }

@@ -156,7 +156,10 @@ where
         {"op": "test", "path": path, "value": ACK_FINALIZER},
         {"op": "remove", "path": path},
     ]))
-    .map_err(|e| Error::Internal(format!("building the finalizer patch: {e}")))?;
+    .map_err(|source| Error::Patch {
+        object: name.clone(),
+        source,
+    })?;
     match api
         .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
@@ -810,7 +813,10 @@ async fn cleanup(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
                         {"op": "test", "path": path, "value": uid},
                         {"op": "remove", "path": remove},
                     ]))
-                    .map_err(|e| Error::Internal(format!("building the owner patch: {e}")))?;
+                    .map_err(|source| Error::Patch {
+                        object: format!("Secret {ns}/{target_name}"),
+                        source,
+                    })?;
                     match api
                         .patch(
                             &target_name,

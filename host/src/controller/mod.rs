@@ -104,22 +104,43 @@ pub enum Error {
         #[source]
         source: Box<kube::runtime::finalizer::Error<Error>>,
     },
-    /// The digest-key Secret exists but cannot be used.
+    /// The digest-key Secret exists without `data.key` (kmsync never overwrites it).
     #[error(
-        "the digest key {secret} cannot be used: {reason} (kmsync never overwrites it; fix or delete it)"
+        "the digest key {secret} has no data.key (kmsync never overwrites it; fix or delete it)"
+    )]
+    DigestKeyMissing {
+        /// `Secret namespace/name`.
+        secret: String,
+    },
+    /// The digest-key Secret's `data.key` is unusable.
+    #[error(
+        "the digest key {secret} cannot be used (kmsync never overwrites it; fix or delete it)"
     )]
     DigestKey {
         /// `Secret namespace/name`.
         secret: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: crate::sync::DigestKeyError,
+    },
+    /// The digest-key Secret vanished between being created and read.
+    #[error("the digest key {secret} was created and deleted again while being read")]
+    DigestKeyRace {
+        /// `Secret namespace/name`.
+        secret: String,
     },
     /// This replica lost the Lease.
     #[error("leadership was lost; stopping so that only one replica writes")]
     LostLeadership,
-    /// A bug: something that cannot happen did.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A JSON patch could not be built (a bug).
+    #[error("building a JSON patch for {object} failed")]
+    Patch {
+        /// The object.
+        object: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -131,9 +152,11 @@ impl Error {
             Self::Resolver(_) => "resolver",
             Self::Api { .. } => "api",
             Self::Finalizer { .. } => "finalizer",
-            Self::DigestKey { .. } => "digest_key",
+            Self::DigestKeyMissing { .. } | Self::DigestKey { .. } | Self::DigestKeyRace { .. } => {
+                "digest_key"
+            }
             Self::LostLeadership => "lost_leadership",
-            Self::Internal(_) => "internal",
+            Self::Patch { .. } => "patch",
         }
     }
 }
