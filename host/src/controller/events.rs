@@ -95,6 +95,25 @@ impl std::fmt::Debug for EventRecorder {
     }
 }
 
+/// `note` without what changes from one attempt to the next (request ids), so a repeated
+/// failure is recognised as the same Event.
+fn dedup_key(note: &str) -> String {
+    let mut out = String::with_capacity(note.len());
+    let mut rest = note;
+    while let Some(i) = rest.find("RequestId") {
+        let (head, tail) = rest.split_at(i + "RequestId".len());
+        out.push_str(head);
+        let tail = tail.trim_start_matches([' ', ':', '=', '"']);
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or(tail.len());
+        out.push_str(" *");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Cuts `note` to at most `MAX_NOTE_BYTES` at a character boundary.
 fn truncate_note(mut note: String) -> String {
     if note.len() > MAX_NOTE_BYTES {
@@ -132,7 +151,7 @@ impl EventRecorder {
             uid: regarding.uid.clone().unwrap_or_default(),
             type_: event.type_,
             reason: event.reason,
-            note: note.clone(),
+            note: dedup_key(&note),
         };
         let now = Instant::now();
         // Decide under the lock, write without it.
@@ -254,6 +273,22 @@ impl EventRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_do_not_make_a_repeated_failure_a_new_event() {
+        let a = "reading failed: Rejected.Throttling (HTTP 429, RequestId 5ED1BC4F-6A35-4AF2): slow down";
+        let b = "reading failed: Rejected.Throttling (HTTP 429, RequestId 0A1B2C3D-1111-2222): slow down";
+        assert_eq!(dedup_key(a), dedup_key(b));
+        assert_eq!(
+            dedup_key(a),
+            "reading failed: Rejected.Throttling (HTTP 429, RequestId *): slow down"
+        );
+        assert_ne!(
+            dedup_key(a),
+            dedup_key("reading failed: InternalFailure (HTTP 500, RequestId 1)")
+        );
+        assert_eq!(dedup_key("no ids here"), "no ids here");
+    }
 
     #[test]
     fn long_notes_are_cut_at_a_character_boundary() {
