@@ -83,6 +83,10 @@ pub struct EsMemo {
     pub last_written: Option<Arc<Secret>>,
     /// The last `kmsync.io/force-sync` value acted on.
     pub force_value: Option<String>,
+    /// The revision (`syncedResourceVersion`) this process last synced successfully.
+    pub synced_revision: Option<String>,
+    /// The status this process last wrote.
+    pub last_status: Option<crate::api::ExternalSecretStatus>,
 }
 
 /// What this process remembers about one store.

@@ -221,19 +221,56 @@ async fn target_secret(
 }
 
 /// Why a full sync is needed, or `None`.
+/// What is known about the last sync: by this process (its memory) or, after a restart, from
+/// the status. The memory wins because the cached object may not show the status kmsync has
+/// just written.
+#[derive(Clone, Copy, Debug, Default)]
+struct LastSync<'a> {
+    /// When the remote data was last read successfully.
+    refreshed: Option<DateTime<Utc>>,
+    /// The revision last synced successfully (`syncedResourceVersion`).
+    revision: Option<&'a str>,
+    /// Whether the last attempt failed.
+    failed: bool,
+}
+
+impl<'a> LastSync<'a> {
+    fn of(es: &'a ExternalSecret, memo: &'a super::context::EsMemo) -> Self {
+        let status = es.status.as_ref();
+        let from_status = || {
+            status?
+                .refresh_time
+                .as_ref()
+                .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+        };
+        Self {
+            refreshed: memo.last_refresh.or_else(from_status),
+            revision: memo
+                .synced_revision
+                .as_deref()
+                .or_else(|| status?.synced_resource_version.as_deref()),
+            failed: if memo.seen {
+                memo.failures > 0
+            } else {
+                status
+                    .and_then(|s| s.ready())
+                    .is_some_and(|c| c.status != ConditionStatus::True)
+            },
+        }
+    }
+}
+
 fn sync_reason(
     timing: &super::schedule::Timing,
     es: &ExternalSecret,
     secret: Option<&Secret>,
     policy: CreationPolicy,
     now: DateTime<Utc>,
-    last_refresh: Option<DateTime<Utc>>,
+    last: LastSync<'_>,
     digest_key: &crate::sync::DigestKey,
 ) -> Option<&'static str> {
-    let status = es.status.as_ref();
-    let failed = status
-        .and_then(|s| s.ready())
-        .is_some_and(|c| c.status != ConditionStatus::True);
+    let last_refresh = last.refreshed;
+    let failed = last.failed;
     if last_refresh.is_none() {
         return Some("first sync");
     }
@@ -270,7 +307,7 @@ fn sync_reason(
     if policy_refresh == RefreshPolicy::CreatedOnce {
         return None;
     }
-    if !es.synced_current_revision() {
+    if last.revision != Some(es.resource_revision().as_str()) {
         return Some("the ExternalSecret changed");
     }
     if let (Some(interval), Some(last)) = (timing.refresh_interval(es), last_refresh) {
@@ -321,8 +358,14 @@ fn same_result(a: &DataSyncResult, b: &DataSyncResult) -> bool {
         && a.version_id == b.version_id
 }
 
-fn merged_status(es: &ExternalSecret, update: StatusUpdate, now: Time) -> ExternalSecretStatus {
-    let old = es.status.clone().unwrap_or_default();
+/// `old` is the status as last written (this process's memory, else the cached object's).
+fn merged_status(
+    es: &ExternalSecret,
+    old: Option<&ExternalSecretStatus>,
+    update: StatusUpdate,
+    now: Time,
+) -> ExternalSecretStatus {
+    let old = old.cloned().unwrap_or_default();
     let mut new = old.clone();
     let mut conditions = old.conditions.clone().unwrap_or_default();
     set_condition(&mut conditions, update.condition);
@@ -353,9 +396,10 @@ fn merged_status(es: &ExternalSecret, update: StatusUpdate, now: Time) -> Extern
 async fn write_status(
     ctx: &Context,
     es: &ExternalSecret,
+    key: &ObjectKey,
     status: ExternalSecretStatus,
 ) -> Result<bool, Error> {
-    if es.status.as_ref() == Some(&status) {
+    if current_status(&ctx.shared, es, key).as_ref() == Some(&status) {
         return Ok(false);
     }
     let ns = es.metadata.namespace.as_deref().unwrap_or_default();
@@ -366,7 +410,10 @@ async fn write_status(
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(true),
+        Ok(_) => {
+            ctx.shared.with_memo(key, |m| m.last_status = Some(status));
+            Ok(true)
+        }
         Err(e) if is_status(&e, 404) => Ok(false),
         Err(e) => Err(api_error(
             "writing the status of",
@@ -374,6 +421,16 @@ async fn write_status(
             e,
         )),
     }
+}
+
+/// The status as kmsync last wrote it (the cached object may not show it yet), else the
+/// cached object's.
+fn current_status(
+    shared: &Shared,
+    es: &ExternalSecret,
+    key: &ObjectKey,
+) -> Option<ExternalSecretStatus> {
+    shared.memo(key).last_status.or_else(|| es.status.clone())
 }
 
 fn reference(es: &ExternalSecret) -> k8s_openapi::api::core::v1::ObjectReference {
@@ -452,14 +509,9 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
     let now = Utc::now();
     let memo = shared.memo(&key);
     let first_seen = !memo.seen;
+    let last = LastSync::of(es, &memo);
+    let last_refresh = last.refreshed;
     shared.with_memo(&key, |m| m.seen = true);
-    let last_refresh = memo.last_refresh.or_else(|| {
-        es.status
-            .as_ref()?
-            .refresh_time
-            .as_ref()
-            .map(|t| DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or(now))
-    });
     let force_value = es
         .metadata
         .annotations
@@ -496,7 +548,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             secret.as_deref(),
             policy,
             now,
-            last_refresh,
+            last,
             ctx.pipeline.digest_key(),
         )
     };
@@ -538,6 +590,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
         m.last_refresh = Some(now);
         m.force_value = force_value.clone();
     });
+    let revision = es.resource_revision();
 
     let written = if policy == CreationPolicy::None {
         None
@@ -574,6 +627,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
     };
     let status = merged_status(
         es,
+        current_status(shared, es, &key).as_ref(),
         StatusUpdate {
             condition: Condition::ready(
                 ConditionStatus::True,
@@ -582,18 +636,19 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
                 es.metadata.generation,
                 Time(k8s_openapi::jiff::Timestamp::now()),
             ),
-            synced_revision: Some(es.resource_revision()),
+            synced_revision: Some(revision.clone()),
             binding: (policy != CreationPolicy::None).then(|| target_name.clone()),
             results: Some(out.data_sync_results(now)),
             refreshed: true,
         },
         Time(k8s_openapi::jiff::Timestamp::now()),
     );
-    let was_failing = es
-        .ready()
-        .is_some_and(|c| c.status != ConditionStatus::True);
-    write_status(ctx, es, status).await?;
-    shared.with_memo(&key, |m| m.failures = 0);
+    let was_failing = last.failed;
+    write_status(ctx, es, &key, status).await?;
+    shared.with_memo(&key, |m| {
+        m.failures = 0;
+        m.synced_revision = Some(revision);
+    });
     if written.is_some() || was_failing {
         ctx.events
             .publish(
@@ -639,6 +694,7 @@ async fn failure(
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = merged_status(
         es,
+        current_status(&ctx.shared, es, key).as_ref(),
         StatusUpdate {
             condition: Condition::ready(
                 ConditionStatus::False,
@@ -654,7 +710,7 @@ async fn failure(
         },
         now,
     );
-    write_status(ctx, es, status).await?;
+    write_status(ctx, es, key, status).await?;
     ctx.events
         .publish(
             &reference(es),
@@ -957,15 +1013,65 @@ mod tests {
             since_refresh: Option<i64>,
         ) -> Option<&'static str> {
             let now = Utc::now();
+            // As after a restart: what the status says.
+            let fresh = crate::controller::context::EsMemo::default();
+            let mut last = LastSync::of(es, &fresh);
+            last.refreshed = since_refresh.map(|s| now - chrono::Duration::seconds(s));
             sync_reason(
                 &timing(),
                 es,
                 secret,
                 es.spec.creation_policy(),
                 now,
-                since_refresh.map(|s| now - chrono::Duration::seconds(s)),
+                last,
                 &key(),
             )
+        }
+
+        #[test]
+        fn this_processs_memory_wins_over_a_status_the_cache_has_not_caught_up_with() {
+            let (mut es, secret) = synced("Owner", None);
+            let revision = es.resource_revision();
+            // The cache still shows the object before kmsync's status write.
+            es.status = None;
+            let memo = crate::controller::context::EsMemo {
+                seen: true,
+                last_refresh: Some(Utc::now()),
+                synced_revision: Some(revision),
+                ..Default::default()
+            };
+            let now = Utc::now();
+            let last = LastSync::of(&es, &memo);
+            assert_eq!(
+                sync_reason(
+                    &timing(),
+                    &es,
+                    Some(&secret),
+                    CreationPolicy::Owner,
+                    now,
+                    last,
+                    &key()
+                ),
+                None
+            );
+            // A failure remembered by this process is retried whatever the cached status says.
+            let failed = crate::controller::context::EsMemo {
+                failures: 1,
+                ..memo
+            };
+            let last = LastSync::of(&es, &failed);
+            assert_eq!(
+                sync_reason(
+                    &timing(),
+                    &es,
+                    Some(&secret),
+                    CreationPolicy::Owner,
+                    now,
+                    last,
+                    &key()
+                ),
+                Some("the last sync failed")
+            );
         }
 
         #[test]
@@ -1081,6 +1187,7 @@ mod tests {
         });
         let again = merged_status(
             &es,
+            es.status.as_ref(),
             StatusUpdate {
                 condition: Condition::ready(
                     ConditionStatus::True,
@@ -1108,6 +1215,7 @@ mod tests {
         // A new version: the result, its time and refreshTime move.
         let changed = merged_status(
             &es,
+            es.status.as_ref(),
             StatusUpdate {
                 condition: Condition::ready(
                     ConditionStatus::True,

@@ -494,6 +494,13 @@ pub async fn run(
         if !wait_for_leadership(&mut role, &shutdown).await? {
             return Ok(None);
         }
+        // Decisions need full caches: a store or Secret not listed yet is not a missing one.
+        while !health.is_ready() {
+            tokio::select! {
+                () = shutdown.wait() => return Ok(None),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
         metrics.leader.set(1);
         tracing::info!("leading: starting the workers");
         let ctx = loop {
