@@ -243,6 +243,7 @@ fn api_resource(api_version: &str, kind: &str) -> ApiResource {
         "SecretStore" => "secretstores",
         "ClusterSecretStore" => "clustersecretstores",
         "ClusterExternalSecret" => "clusterexternalsecrets",
+        "Lease" => "leases",
         other => panic!("the harness does not know kind {other}"),
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)

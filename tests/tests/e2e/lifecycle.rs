@@ -393,3 +393,48 @@ async fn a_restarted_controller_neither_reads_nor_writes_anything_for_objects_no
     );
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_finds_another_holder_on_its_lease_stops_with_an_error() {
+    let mut w = World::start_with(
+        "lost-lease",
+        WorldOptions {
+            chart_values: json!({"leaderElection": {"enabled": true}}),
+            ..WorldOptions::default()
+        },
+    )
+    .await;
+    let leader = w
+        .spawn_controller(&[
+            "--leader-elect",
+            "--leader-election-namespace=kmsync-system",
+            "--leader-election-id=kmsync-leader",
+            "--leader-election-lease-duration=3s",
+            "--leader-election-renew-deadline=2s",
+            "--leader-election-retry-period=300ms",
+        ])
+        .await;
+    let name = w.controllers[leader].name.clone();
+    wait_for("the Lease to be held", || async {
+        (lease(&w)["spec"]["holderIdentity"] == name.as_str()).then_some(())
+    })
+    .await;
+    // Someone else takes the Lease (as a replica with a wrong clock might): the leader must
+    // not go on writing.
+    w.merge_patch(
+        "coordination.k8s.io/v1",
+        "Lease",
+        Some(SYSTEM),
+        "kmsync-leader",
+        json!({"spec": {"holderIdentity": "someone-else"}}),
+    )
+    .await;
+    let code = w.controllers[leader].wait_exit().await;
+    assert_eq!(code, Some(1), "{}", w.controllers[leader].log_text());
+    assert!(
+        w.controllers[leader]
+            .log_text()
+            .contains("leadership was lost")
+    );
+    w.finish().await;
+}
