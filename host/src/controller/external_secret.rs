@@ -221,6 +221,9 @@ async fn target_secret(
 }
 
 /// Why a full sync is needed, or `None`.
+/// Why a sync is due when only its timer says so.
+const REASON_INTERVAL: &str = "the refresh interval elapsed";
+
 /// What is known about the last sync: by this process (its memory) or, after a restart, from
 /// the status. The memory wins because the cached object may not show the status kmsync has
 /// just written.
@@ -313,7 +316,7 @@ fn sync_reason(
     if let (Some(interval), Some(last)) = (timing.refresh_interval(es), last_refresh) {
         let elapsed = (now - last).to_std().unwrap_or_default();
         if elapsed >= interval {
-            return Some("the refresh interval elapsed");
+            return Some(REASON_INTERVAL);
         }
     }
     None
@@ -552,7 +555,10 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             ctx.pipeline.digest_key(),
         )
     };
-    let Some(reason) = reason else {
+    // Only overdue, and seen for the first time (a restart): spread such objects over the
+    // jitter window instead of reading them all at once.
+    let spread_overdue = first_seen && reason == Some(REASON_INTERVAL);
+    let Some(reason) = reason.filter(|_| !spread_overdue) else {
         return Ok(Report::ok(
             "checked",
             next_refresh(shared, &key, es, last_refresh, now, first_seen),
@@ -569,7 +575,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
         .timing
         .refresh_interval(es)
         .is_some_and(|i| i < shared.settings.polling_interval);
-    if forced || (short_interval && reason == "the refresh interval elapsed") {
+    if forced || (short_interval && reason == REASON_INTERVAL) {
         invalidate_sources(ctx, es);
     }
     let current = secret.as_deref().map(current_state);
@@ -1078,10 +1084,7 @@ mod tests {
         fn a_synced_object_within_its_interval_needs_no_sync_and_no_kms_call() {
             let (es, secret) = synced("Owner", None);
             assert_eq!(reason(&es, Some(&secret), Some(30)), None);
-            assert_eq!(
-                reason(&es, Some(&secret), Some(121)),
-                Some("the refresh interval elapsed")
-            );
+            assert_eq!(reason(&es, Some(&secret), Some(121)), Some(REASON_INTERVAL));
             assert_eq!(reason(&es, Some(&secret), None), Some("first sync"));
         }
 
