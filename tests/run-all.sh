@@ -48,6 +48,10 @@ cargo clippy --locked --target wasm32-unknown-unknown \
   -p kmsync-example-connection-string -p kmsync-test-hostile-rule -- -D warnings
 
 step "cargo test"
+# The e2e tests (tests/tests/e2e) dump the controller's API requests here; the chart tests
+# below check them against the rendered RBAC (tests/chart/test_rbac_e2e.py).
+KMSYNC_E2E_REQUESTS="$(mktemp -d)"
+export KMSYNC_E2E_REQUESTS
 cargo test --workspace --locked
 
 step "CRD CEL rules (evaluated with cel-python, no API server needed)"
@@ -64,5 +68,6 @@ step "conformance: official Alibaba Cloud Python SDKs against kmsync emulator"
 
 step "Helm chart: render, strict lint, values schema, Kubernetes 1.33 API schemas (tests/chart)"
 # The real Helm library (helm-python-sdk, no helm binary) and kubernetes-validate, in the same venv.
-# The flag-contract tests run `kmsync controller ... --help` from the debug build.
+# The flag-contract tests run `kmsync controller ... --help` from the debug build; the RBAC
+# tests read the e2e request dumps in $KMSYNC_E2E_REQUESTS.
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/chart

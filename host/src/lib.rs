@@ -11,6 +11,7 @@
 pub mod alibaba;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod credentials;
 pub mod dkms;
 pub mod emulator;

@@ -32,6 +32,7 @@ NAMESPACED_COMMON = (
     | expand("", ["configmaps"], ["get"])
     | expand("alibabacloud.com", ["externalsecrets", "secretstores"], ["get", "list", "watch"])
     | expand("alibabacloud.com", ["externalsecrets"], ["patch"])
+    | expand("alibabacloud.com", ["secretstores"], ["patch"])
     | expand("alibabacloud.com", ["externalsecrets/status", "secretstores/status"], ["patch"])
     | expand("alibabacloud.com", ["externalsecrets/finalizers"], ["update"])
     | expand("events.k8s.io", ["events"], ["create", "patch"])
@@ -42,6 +43,7 @@ SERVICE_ACCOUNT_TOKEN = expand("", ["serviceaccounts"], ["get", "list", "watch"]
 )
 CLUSTER_KINDS = (
     expand("alibabacloud.com", ["clustersecretstores", "clusterexternalsecrets"], ["get", "list", "watch"])
+    | expand("alibabacloud.com", ["clustersecretstores"], ["patch"])
     | expand("alibabacloud.com", ["clustersecretstores/status", "clusterexternalsecrets/status"], ["patch"])
     | expand("alibabacloud.com", ["clusterexternalsecrets/finalizers"], ["update"])
     | expand("", ["namespaces"], ["get", "list", "watch"])

@@ -226,6 +226,10 @@ RBAC rules on namespaced resources, shared by the cluster-wide ClusterRole and t
 - apiGroups: ["alibabacloud.com"]
   resources: ["externalsecrets"]
   verbs: {{ if $watch }}["patch"]{{ else }}["create", "patch", "delete"]{{ end }}
+# SecretStores: remove ack-secret-manager's leftover finalizer (migration aid; nothing else).
+- apiGroups: ["alibabacloud.com"]
+  resources: ["secretstores"]
+  verbs: ["patch"]
 - apiGroups: ["alibabacloud.com"]
   resources: ["externalsecrets/status", "secretstores/status"]
   verbs: ["patch"]

@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and wiring only (`anyhow` is allowed here and
 //! nowhere else). One file per subcommand.
 
+mod controller;
 mod emulator;
 mod kms;
 mod oos;
@@ -36,6 +37,8 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator: keep Kubernetes Secrets in step with KMS (see docs/operations.md).
+    Controller(controller::ControllerArgs),
     /// Run a local, signature-checking KMS + STS emulator seeded from a YAML file.
     Emulator(emulator::EmulatorArgs),
     /// Call KMS directly (debugging aid).
@@ -75,7 +78,8 @@ fn init_tracing(format: LogFormat, default_level: &str) {
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     // `render` prints manifests; its stderr carries errors and warnings only.
-    let default_level = match cli.command {
+    let default_level = match &cli.command {
+        Command::Controller(args) => args.log_level.directive(),
         Command::Render(_) => "warn",
         _ => "info",
     };
@@ -93,6 +97,7 @@ pub async fn run() -> ExitCode {
 /// e.g. a failed rule test case).
 async fn run_command(command: Command) -> anyhow::Result<i32> {
     match command {
+        Command::Controller(args) => controller::run(args).await.map(|()| 0),
         Command::Emulator(args) => emulator::run(args).await.map(|()| 0),
         Command::Kms { command } => kms::run(command).await.map(|()| 0),
         Command::Oos { command } => oos::run(command).await.map(|()| 0),

@@ -57,8 +57,15 @@ pub(crate) struct Shared {
     pub(crate) linker: Linker<CallState>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) limits: RuleLimits,
+    pub(crate) observer: std::sync::OnceLock<CallObserver>,
     ticker: tokio::task::JoinHandle<()>,
 }
+
+/// Told about every hook call a module of the engine makes: the hook, the error (if any) and
+/// what the call used. For metrics; it must not block.
+pub type CallObserver = Arc<
+    dyn Fn(kmsync_guest_sdk::abi::Hook, Option<&super::CallError>, &super::CallStats) + Send + Sync,
+>;
 
 impl Drop for Shared {
     fn drop(&mut self) {
@@ -160,10 +167,17 @@ impl RuleEngine {
                 linker,
                 permits: Arc::new(Semaphore::new(slots as usize)),
                 limits,
+                observer: std::sync::OnceLock::new(),
                 ticker,
             }),
             cache: Arc::new(Mutex::new(Cache::default())),
         })
+    }
+
+    /// Sets the observer of every hook call (metrics); only the first one set is kept.
+    /// Returns false when one was already set.
+    pub fn set_call_observer(&self, observer: CallObserver) -> bool {
+        self.shared.observer.set(observer).is_ok()
     }
 
     /// The limits this engine enforces.

@@ -28,7 +28,7 @@ mod load;
 mod module;
 
 pub use call::{CallError, CallStats, GuestLog};
-pub use engine::{EngineError, RuleEngine};
+pub use engine::{CallObserver, EngineError, RuleEngine};
 pub use kmsync_guest_sdk::abi::{
     CandidateVersion, Context, DataType, DataValue, FilterInput, FilterOutput, Hook, Item,
     Metadata, RotateAction, RotateDecision, RotateInput, SecretInput, SyncedVersion,

@@ -289,6 +289,9 @@ impl RuleModule {
         };
         let (raw, stats) = self.invoke(hook, export, input).await;
         let out = raw.and_then(|bytes| self.parse_envelope::<O>(hook, &bytes));
+        if let Some(observe) = self.shared.observer.get() {
+            observe(hook, out.as_ref().err(), &stats);
+        }
         (out, stats)
     }
 

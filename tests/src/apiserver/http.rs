@@ -618,7 +618,8 @@ fn resource_inner(
         }
         "create" => {
             if rp.subresource.as_deref() == Some("token") {
-                let out = st.token_request(&target, &body, &inner.token_key, &inner.issuer, now)?;
+                let out =
+                    st.token_request(&target, &body, &inner.token_signer, &inner.issuer, now)?;
                 return Ok(Handled::Done(json_response(201, &out)));
             }
             if !content_type.is_empty()

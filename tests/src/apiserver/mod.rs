@@ -62,6 +62,9 @@ pub struct Config {
     pub port: u16,
     /// Issuer (and default audience) of ServiceAccount tokens.
     pub issuer: String,
+    /// RSA key (PKCS#8 PEM) and key id to sign ServiceAccount tokens with (`RS256`), as a real
+    /// API server does; unset: `HS256` with a random per-server key.
+    pub token_rsa_key: Option<(String, String)>,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             kube_version: "v1.33.0".into(),
             port: 0,
             issuer: "https://kubernetes.default.svc.cluster.local".into(),
+            token_rsa_key: None,
         }
     }
 }
@@ -106,6 +110,20 @@ impl Config {
     /// Sets the bookmark interval.
     pub fn bookmark_interval(mut self, d: Duration) -> Self {
         self.bookmark_interval = d;
+        self
+    }
+
+    /// Sets the issuer (`iss`, and the default audience) of ServiceAccount tokens.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = issuer.into();
+        self
+    }
+
+    /// Signs ServiceAccount tokens with this RSA key (PKCS#8 PEM, `RS256`) under key id `kid`,
+    /// so that an OIDC verifier trusting the key (e.g. the kmsync emulator's RRSA provider)
+    /// accepts them.
+    pub fn token_rsa_key(mut self, pkcs8_pem: impl Into<String>, kid: impl Into<String>) -> Self {
+        self.token_rsa_key = Some((pkcs8_pem.into(), kid.into()));
         self
     }
 
@@ -146,6 +164,12 @@ pub enum StartError {
         #[source]
         source: ApiError,
     },
+    /// The token signing key is not an RSA PKCS#8 PEM key.
+    #[error("the ServiceAccount token key is unusable: {reason}")]
+    TokenKey {
+        /// Why.
+        reason: String,
+    },
     /// The listening socket.
     #[error("binding 127.0.0.1:{port}")]
     Bind {
@@ -165,6 +189,7 @@ pub struct Inner {
     drop_watches: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
     token_key: Vec<u8>,
+    token_signer: registry::TokenSigner,
     issuer: String,
     version: discovery::VersionInfo,
     bookmark_interval: Duration,
@@ -205,6 +230,12 @@ impl FakeApiServer {
         for (origin, doc) in crd_documents(&config)? {
             load_crd(&mut state, &origin, doc)?;
         }
+        let token_key = rand::random::<[u8; 32]>().to_vec();
+        let token_signer = match &config.token_rsa_key {
+            None => registry::TokenSigner::hs256(token_key.clone()),
+            Some((pem, kid)) => registry::TokenSigner::rs256(pem, kid)
+                .map_err(|reason| StartError::TokenKey { reason })?,
+        };
         let (drop_tx, _) = watch::channel(0u64);
         let (shutdown_tx, _) = watch::channel(false);
         let inner = Arc::new(Inner {
@@ -213,7 +244,8 @@ impl FakeApiServer {
             kick: Notify::new(),
             drop_watches: drop_tx,
             shutdown: shutdown_tx,
-            token_key: rand::random::<[u8; 32]>().to_vec(),
+            token_key,
+            token_signer,
             issuer: config.issuer.clone(),
             version: discovery::VersionInfo {
                 git_version: config.kube_version.clone(),

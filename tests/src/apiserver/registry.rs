@@ -582,15 +582,12 @@ impl State {
     ) -> Result<(), ApiError> {
         let name = meta_str(obj, "name").unwrap_or_default();
         let mut causes = validation::label_causes(obj);
+        // apimachinery's ValidateFinalizerName: a qualified name. Names without a domain
+        // prefix (ack-secret-manager's `finalizer.ack.secrets-manager.alibabacloud.com`) are
+        // accepted; kube-apiserver only warns about them.
         for f in finalizers(obj) {
-            if !f.contains('/')
-                && !["kubernetes", "orphan", "foregroundDeletion"].contains(&f.as_str())
-            {
-                causes.push(Cause::invalid(
-                    "metadata.finalizers",
-                    &json!(f),
-                    "name is neither a standard finalizer name nor is it fully qualified",
-                ));
+            if let Some(problem) = qualified_name_problem(&f) {
+                causes.push(Cause::invalid("metadata.finalizers", &json!(f), &problem));
             }
         }
         match rt.behaviour {
@@ -1485,7 +1482,7 @@ impl State {
         &self,
         t: &Target,
         body: &[u8],
-        key: &[u8],
+        signer: &TokenSigner,
         issuer: &str,
         now: DateTime<Utc>,
     ) -> Result<Value, ApiError> {
@@ -1569,7 +1566,7 @@ impl State {
             "nbf": now.timestamp(),
             "sub": format!("system:serviceaccount:{}:{name}", t.namespace),
         });
-        let token = sign_jwt(&claims, key);
+        let token = signer.sign(&claims);
         let spec = json!({"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": req.pointer("/spec/boundObjectRef").cloned().unwrap_or(Value::Null)});
         req["apiVersion"] = json!("authentication.k8s.io/v1");
         req["kind"] = json!("TokenRequest");
@@ -1753,6 +1750,110 @@ fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
     Ok((rv, start.trim_end_matches('\u{0}').to_string()))
 }
 
+/// Why `value` is not a Kubernetes qualified name (`[prefix/]name`: an optional DNS
+/// subdomain prefix, and a name of at most 63 characters of `[-A-Za-z0-9_.]` starting and
+/// ending alphanumeric), as apimachinery's `IsQualifiedName` says; `None` when it is one.
+pub fn qualified_name_problem(value: &str) -> Option<String> {
+    let (prefix, name) = match value.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, value),
+    };
+    if name.contains('/') {
+        return Some("a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character with an optional DNS subdomain prefix and '/'".into());
+    }
+    if let Some(p) = prefix {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if p.is_empty() || p.len() > 253 || !p.split('.').all(label_ok) {
+            return Some("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into());
+        }
+    }
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    let bytes = name.as_bytes();
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".into());
+    }
+    if !alnum(bytes[0])
+        || !alnum(bytes[bytes.len() - 1])
+        || !bytes.iter().all(|b| alnum(*b) || b"-_.".contains(b))
+    {
+        return Some("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
+    }
+    None
+}
+
+/// How ServiceAccount tokens are signed.
+pub enum TokenSigner {
+    /// HMAC-SHA256 with a shared key (the default: nothing outside the server verifies them).
+    Hs256(Vec<u8>),
+    /// RSA PKCS#1 v1.5 SHA-256 with a key id, as a real API server's issuer signs them.
+    Rs256 {
+        /// The key pair.
+        key: Box<ring::signature::RsaKeyPair>,
+        /// `kid` in the header.
+        kid: String,
+    },
+}
+
+impl TokenSigner {
+    /// HS256 with `key`.
+    pub fn hs256(key: Vec<u8>) -> Self {
+        Self::Hs256(key)
+    }
+
+    /// RS256 with an RSA key in PKCS#8 PEM (text around the PEM block is ignored).
+    pub fn rs256(pem: &str, kid: &str) -> Result<Self, String> {
+        use base64::engine::general_purpose::STANDARD;
+        let begin = "-----BEGIN PRIVATE KEY-----";
+        let end = "-----END PRIVATE KEY-----";
+        let start = pem.find(begin).ok_or("no PKCS#8 PEM block")? + begin.len();
+        let stop = pem[start..].find(end).ok_or("unterminated PEM block")? + start;
+        let b64: String = pem[start..stop].split_whitespace().collect();
+        let der = STANDARD
+            .decode(b64)
+            .map_err(|e| format!("PEM body is not base64: {e}"))?;
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&der)
+            .map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
+        Ok(Self::Rs256 {
+            key: Box::new(key),
+            kid: kid.to_owned(),
+        })
+    }
+
+    /// Signs `claims` into a compact JWT.
+    pub fn sign(&self, claims: &Value) -> String {
+        match self {
+            Self::Hs256(key) => sign_jwt(claims, key),
+            Self::Rs256 { key, kid } => {
+                let header = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+                let signing_input = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    URL_SAFE_NO_PAD.encode(claims.to_string())
+                );
+                let mut sig = vec![0u8; key.public().modulus_len()];
+                key.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    signing_input.as_bytes(),
+                    &mut sig,
+                )
+                .expect("RSA signing with a valid key does not fail");
+                format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+            }
+        }
+    }
+}
+
 /// An HS256 JWT (`header.claims.signature`, base64url without padding).
 pub fn sign_jwt(claims: &Value, key: &[u8]) -> String {
     use hmac::{Hmac, Mac};
@@ -1771,6 +1872,57 @@ pub fn sign_jwt(claims: &Value, key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finalizer_names_are_qualified_names_with_or_without_a_domain_prefix() {
+        for ok in [
+            "kmsync.io/finalizer",
+            "finalizer.ack.secrets-manager.alibabacloud.com",
+            "kubernetes",
+            "foregroundDeletion",
+        ] {
+            assert_eq!(qualified_name_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "a/b/c",
+            "Bad_Prefix/x",
+            "x/",
+            &"a".repeat(64),
+            "with space",
+        ] {
+            assert!(qualified_name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rs256_tokens_verify_with_the_signing_keys_public_half() {
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../host/src/emulator/testdata/oidc-test-key.pem"
+        ))
+        .unwrap();
+        let signer = TokenSigner::rs256(&pem, "k1").unwrap();
+        let token = signer.sign(&json!({"sub": "system:serviceaccount:a:b"}));
+        let parts: Vec<&str> = token.split('.').collect();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["kid"], "k1");
+        let TokenSigner::Rs256 { key, .. } = &signer else {
+            panic!("RS256 signer expected")
+        };
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            key.public().as_ref(),
+        );
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        public
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+            .unwrap();
+        assert!(TokenSigner::rs256("not a key", "k").is_err());
+    }
 
     #[test]
     fn continue_tokens_round_trip() {
