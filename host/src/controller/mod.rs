@@ -163,7 +163,9 @@ impl Error {
 
 /// Store-resolver settings from the controller's flags.
 fn resolver_config(settings: &Settings) -> Result<StoreResolverConfig, Error> {
-    let mut policy = EndpointPolicy::default();
+    // Tenants write kmsEndpoint: a loopback URL would reach this pod's own ports and sidecars,
+    // so only an administrator can allow one (--allowed-endpoints, exact origin).
+    let mut policy = EndpointPolicy::default().allow_loopback(false);
     for url in &settings.allowed_endpoints {
         policy = policy.trust_url(url).map_err(|e| {
             Error::Resolver(Box::new(crate::stores::StoreError::Endpoint {

@@ -368,12 +368,19 @@ impl StoreResolver {
                 ep.to_owned(),
             )?),
             (None, Service::Kms) if self.kms_endpoint.is_some() => {
+                // Set by the administrator, not a tenant: loopback (a local proxy) is fine.
                 let ep = self.kms_endpoint.clone().unwrap_or_default();
-                Some(resolve(
-                    "--kms-endpoint",
-                    EndpointSource::Url(ep.clone()),
-                    ep,
-                )?)
+                Some(
+                    self.policy
+                        .clone()
+                        .allow_loopback(true)
+                        .resolve(service, &EndpointSource::Url(ep.clone()))
+                        .map_err(|source| StoreError::Endpoint {
+                            field: "--kms-endpoint".into(),
+                            value: ep,
+                            source: Box::new(source),
+                        })?,
+                )
             }
             (None, _) => match &self.region {
                 Some(region) => Some(resolve(
