@@ -19,7 +19,7 @@ CONTRACT = {
     "reconcile-count", "max-concurrent-kms-secret-pulls", "max-concurrent-oos-secret-pulls",
     "watch-namespaces", "exclude-namespaces", "enable-cross-namespace-secret-store",
     "enable-cross-namespace-auth-ref", "enable-worker-role", "enable-service-account-token",
-    "allowed-endpoints", "kms-qps", "leader-elect", "leader-election-namespace",
+    "allowed-endpoints", "allowed-oidc-token-paths", "kms-qps", "leader-elect", "leader-election-namespace",
     "leader-election-id", "metrics-bind-address", "health-probe-bind-address", "log-format",
     "log-level", "rule-timeout", "rule-memory-limit", "rule-max-concurrency", "digest-key-secret",
 }

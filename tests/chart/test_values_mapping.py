@@ -86,6 +86,11 @@ def test_seed_parameter_table_as_set_flags(chart):
             "allowed-endpoints",
             "https://a.internal:8443,http://127.0.0.1:9000",
         ),
+        (
+            {"command": {"allowedOidcTokenPaths": ["/var/run/secrets/tokens/team-a", "/tokens/b"]}},
+            "allowed-oidc-token-paths",
+            "/var/run/secrets/tokens/team-a,/tokens/b",
+        ),
         ({"command": {"excludeNamespaces": ["kube-system", "dev"]}}, "exclude-namespaces", "kube-system,dev"),
         ({"env": {"WATCH_NAMESPACE": "team-a"}}, "watch-namespaces", "team-a"),
         ({"env": {"WATCH_NAMESPACE": " a ,b, a"}}, "watch-namespaces", "a,b"),
@@ -109,7 +114,8 @@ def test_value_maps_to_flag(chart, values, flag, expected):
 
 def test_empty_optional_flags_are_omitted(chart):
     rendered = flags(render(chart))
-    for flag in ("region", "kms-endpoint", "watch-namespaces", "exclude-namespaces", "allowed-endpoints"):
+    for flag in ("region", "kms-endpoint", "watch-namespaces", "exclude-namespaces", "allowed-endpoints",
+                 "allowed-oidc-token-paths"):
         assert flag not in rendered
 
 

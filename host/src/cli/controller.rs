@@ -150,6 +150,12 @@ pub struct ControllerArgs {
     /// loopback).
     #[arg(long, value_delimiter = ',')]
     allowed_endpoints: Vec<String>,
+    /// Comma-separated files a store's oidcTokenFilePath may name (absolute paths), besides the
+    /// default token files ($ALIBABA_CLOUD_OIDC_TOKEN_FILE,
+    /// /var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token,
+    /// /var/run/secrets/tokens/ack-secret-manager), which are always allowed.
+    #[arg(long, value_delimiter = ',')]
+    allowed_oidc_token_paths: Vec<std::path::PathBuf>,
     /// Requests per second to KMS per store (token bucket).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     kms_qps: u32,
@@ -276,6 +282,17 @@ impl ControllerArgs {
                 .trust_url(url)
                 .with_context(|| format!("--allowed-endpoints {url:?}"))?;
         }
+        let allowed_oidc_token_paths: Vec<std::path::PathBuf> = self
+            .allowed_oidc_token_paths
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if let Some(relative) = allowed_oidc_token_paths.iter().find(|p| !p.is_absolute()) {
+            anyhow::bail!(
+                "--allowed-oidc-token-paths {:?}: token file paths must be absolute",
+                relative.display().to_string()
+            );
+        }
         let redirect = match self.redirect_endpoint.filter(|e| !e.is_empty()) {
             None => None,
             Some(url) => {
@@ -307,6 +324,7 @@ impl ControllerArgs {
                 .into_iter()
                 .filter(|e| !e.is_empty())
                 .collect(),
+            allowed_oidc_token_paths,
             kms_qps: self.kms_qps,
             leader,
             metrics_addr: self.metrics_bind_address,
@@ -465,6 +483,28 @@ mod tests {
             format!("{err:#}").contains("--allowed-endpoints"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn allowed_oidc_token_paths_are_a_list_of_absolute_paths() {
+        let s = parse(&[]).unwrap().settings().unwrap();
+        assert!(s.allowed_oidc_token_paths.is_empty());
+        let s = parse(&["--allowed-oidc-token-paths=/var/run/secrets/tokens/a,/tokens/b"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(
+            s.allowed_oidc_token_paths,
+            [
+                std::path::PathBuf::from("/var/run/secrets/tokens/a"),
+                "/tokens/b".into()
+            ]
+        );
+        let err = parse(&["--allowed-oidc-token-paths=tokens/a"])
+            .unwrap()
+            .settings()
+            .unwrap_err();
+        assert!(err.to_string().contains("must be absolute"), "{err}");
     }
 
     #[test]

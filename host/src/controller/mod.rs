@@ -203,6 +203,9 @@ fn resolver_config(settings: &Settings) -> Result<StoreResolverConfig, Error> {
             allow_cross_namespace_auth_ref: settings.cross_namespace_auth_ref,
             default_oidc_provider_arn: settings.rrsa_oidc_provider_arn.clone(),
             default_token_files,
+            // Stores (tenants, in namespaced ones) name token files: only the defaults and
+            // what the administrator listed, never any file this process can read.
+            allowed_token_files: Some(settings.allowed_oidc_token_paths.clone()),
             ..FactoryConfig::default()
         },
         redirect: settings.redirect.clone(),
