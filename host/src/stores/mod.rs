@@ -291,6 +291,21 @@ pub enum StoreError {
         #[source]
         source: Box<ClientKeyError>,
     },
+    /// Loading the ClientKey (run off the async workers, see [`ClientKey::from_json`]) did not
+    /// finish: the blocking task panicked or was cancelled (shutdown). The panic's message is
+    /// not kept: it could quote the key material being parsed.
+    ///
+    /// [`ClientKey::from_json`]: crate::dkms::ClientKey::from_json
+    #[error(
+        "spec.KMS.dedicatedKMSAuth.clientKeyContent could not be loaded: the loading task {}",
+        if *.panicked { "panicked (a kmsync bug)" } else { "was cancelled" }
+    )]
+    ClientKeyTask {
+        /// The store (`SecretStore ns/name`, `ClusterSecretStore name`).
+        store: String,
+        /// True when the task panicked; false when it was cancelled.
+        panicked: bool,
+    },
     /// No endpoint can be derived: no `--region`, no `--kms-endpoint`, no override.
     #[error(
         "no {service} endpoint is configured: start kmsync with --region (or --kms-endpoint for KMS), or set kmsEndpoint on the entry"
@@ -344,6 +359,7 @@ impl StoreError {
             Self::Reference { .. } => "reference",
             Self::SecretRef { .. } => "secret_ref",
             Self::ClientKey { .. } => "client_key",
+            Self::ClientKeyTask { .. } => "client_key_task",
             Self::NoEndpoint { .. } => "no_endpoint",
             Self::Endpoint { .. } => "endpoint",
             Self::Client(_) => "client",
@@ -472,6 +488,7 @@ impl StoreReadiness {
             StoreError::NoEndpoint { .. } | StoreError::Endpoint { .. } => "EndpointRefused",
             StoreError::Client(_)
             | StoreError::Instance { .. }
+            | StoreError::ClientKeyTask { .. }
             | StoreError::Kms(_)
             | StoreError::Oos(_) => "ClientSetupFailed",
         };
