@@ -226,7 +226,7 @@ impl LogBudget {
             s.0 -= 1.0;
             Some(std::mem::take(&mut s.2))
         } else {
-            s.2 += 1;
+            s.2 = s.2.saturating_add(1);
             None
         }
     }
@@ -338,7 +338,7 @@ pub(crate) fn define_host_functions(linker: &mut Linker<CallState>) -> wasmtime:
                 .ok_or_else(|| wasmtime::Error::new(BadGuestPointer("log")))?;
             let (data, state) = memory.data_and_store_mut(&mut caller);
             if state.logs.len() >= state.limits.log_lines_per_call {
-                state.dropped_logs += 1;
+                state.dropped_logs = state.dropped_logs.saturating_add(1);
                 return Ok(());
             }
             let (bytes, cut) = guest_bytes(data, ptr, len, state.limits.log_line_bytes)
