@@ -67,6 +67,7 @@ REJECTED = [
     ({"logLevel": "verbose"}, "/logLevel"),
     ({"rules": {"memoryLimit": "32MB"}}, "/rules/memoryLimit"),
     ({"rules": {"timeout": "100"}}, "/rules/timeout"),
+    ({"rules": {"logs": "true"}}, "/rules/logs"),
     ({"image": {"pullPolicy": "always"}}, "/image/pullPolicy"),
     ({"image": {"digest": "sha256:abc"}}, "/image/digest"),
     ({"metrics": {"port": 80}}, "/metrics/port"),

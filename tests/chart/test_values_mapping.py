@@ -32,6 +32,7 @@ DEFAULT_FLAGS = {
     "rule-timeout": "100ms",
     "rule-memory-limit": "32Mi",
     "rule-max-concurrency": "4",
+    "rule-logs": "false",
     "digest-key-secret": "kmsync-digest-key",
 }
 
@@ -97,6 +98,8 @@ def test_seed_parameter_table_as_set_flags(chart):
         ({"rules": {"timeout": "250ms"}}, "rule-timeout", "250ms"),
         ({"rules": {"memoryLimit": "64Mi"}}, "rule-memory-limit", "64Mi"),
         ({"rules": {"maxConcurrency": 8}}, "rule-max-concurrency", "8"),
+        ({"rules": {}}, "rule-logs", "false"),
+        ({"rules": {"logs": True}}, "rule-logs", "true"),
         ({"logFormat": "text"}, "log-format", "text"),
         ({"logLevel": "debug"}, "log-level", "debug"),
         ({"metrics": {"port": 9090}}, "metrics-bind-address", "0.0.0.0:9090"),

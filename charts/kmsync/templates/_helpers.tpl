@@ -199,6 +199,7 @@ the reference for each flag; tests/chart checks every flag rendered here is docu
 {{- $args = append $args (printf "--rule-timeout=%s" .Values.rules.timeout) -}}
 {{- $args = append $args (printf "--rule-memory-limit=%s" .Values.rules.memoryLimit) -}}
 {{- $args = append $args (printf "--rule-max-concurrency=%d" (int64 .Values.rules.maxConcurrency)) -}}
+{{- $args = append $args (printf "--rule-logs=%t" .Values.rules.logs) -}}
 {{- $args = append $args (printf "--digest-key-secret=%s" (include "kmsync.digestKeySecretName" .)) -}}
 {{- toJson $args -}}
 {{- end -}}

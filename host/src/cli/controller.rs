@@ -186,6 +186,11 @@ pub struct ControllerArgs {
     /// Rule calls running at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     rule_max_concurrency: u32,
+    /// Let rules' log lines (kmsync::log_*) into the controller's log. Off: they are dropped,
+    /// because a rule's author writes them and they could quote the secret values the rule
+    /// reads. Turn it on while debugging a rule you trust.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    rule_logs: bool,
     /// Secret in the controller's namespace holding the per-installation HMAC key of
     /// change-detection digests (created if missing).
     #[arg(long, default_value = "kmsync-digest-key")]
@@ -272,6 +277,7 @@ impl ControllerArgs {
                 .clamp(Duration::from_millis(1), Duration::from_millis(10)),
             memory_bytes: self.rule_memory_limit,
             max_concurrent_calls: self.rule_max_concurrency,
+            log_to_host: self.rule_logs,
             ..RuleLimits::default()
         };
         rule_limits.check().map_err(|e| {
@@ -426,6 +432,16 @@ mod tests {
         assert_eq!(s.rule_limits.deadline, Duration::from_millis(100));
         assert_eq!(s.rule_limits.memory_bytes, 32 << 20);
         assert_eq!(s.rule_limits.max_concurrent_calls, 4);
+        // Rules' log lines stay out of the controller's log unless asked for.
+        assert!(!s.rule_limits.log_to_host);
+        assert!(
+            parse(&["--rule-logs"])
+                .unwrap()
+                .settings()
+                .unwrap()
+                .rule_limits
+                .log_to_host
+        );
         assert_eq!(s.digest_key_secret, "kmsync-digest-key");
         assert!(
             !s.disable_polling && !s.cross_namespace_secret_store && !s.cross_namespace_auth_ref

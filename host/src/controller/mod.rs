@@ -71,6 +71,10 @@ use queue::WorkQueue;
 use ratelimit::StoreBuckets;
 use schedule::Timing;
 
+/// Most characters of a rule's own error or panic message kept in conditions, Events and logs
+/// (the text is the rule author's and could quote a secret value; see docs/writing-rules.md).
+pub const RULE_TEXT_LIMIT: usize = 256;
+
 /// Why the controller stopped or a reconcile failed. Messages name objects and actions, never
 /// values.
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +269,7 @@ async fn lead(
         digest_key,
         PipelineConfig {
             allow_cross_namespace_store: settings.cross_namespace_secret_store,
+            rule_text_limit: Some(RULE_TEXT_LIMIT),
         },
     );
     let mut builder = StoreResolver::builder(resolver_config(settings)?, shared.secrets.clone());

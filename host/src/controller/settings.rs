@@ -179,7 +179,10 @@ impl Settings {
             leader: None,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             health_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            rule_limits: RuleLimits::default(),
+            rule_limits: RuleLimits {
+                log_to_host: false,
+                ..RuleLimits::default()
+            },
             digest_key_secret: "kmsync-digest-key".into(),
             pod_namespace: "kmsync-system".into(),
             disable_fetch_cache: false,

@@ -158,6 +158,19 @@ impl CallError {
         }
     }
 
+    /// Cuts the text a rule's author controls — the message of an error envelope, a panic
+    /// message — to at most `max_chars` characters (`…` marks a cut). The controller does this
+    /// before such text reaches conditions, Events and logs: a careless rule could quote the
+    /// secret value it was given.
+    pub fn limit_author_text(&mut self, max_chars: usize) {
+        if let CallError::Rule { message, .. } | CallError::Panic { message, .. } = self
+            && let Some((cut, _)) = message.char_indices().nth(max_chars)
+        {
+            message.truncate(cut);
+            message.push('…');
+        }
+    }
+
     /// The rule's own error code, for [`CallError::Rule`].
     pub fn rule_code(&self) -> Option<&str> {
         match self {
@@ -351,7 +364,9 @@ pub(crate) fn define_host_functions(linker: &mut Linker<CallState>) -> wasmtime:
                 }
             }
             let level = Level::from_u32(level as u32);
-            if let Some(suppressed) = state.budget.take() {
+            if state.limits.log_to_host
+                && let Some(suppressed) = state.budget.take()
+            {
                 emit(&state.rule, level, &message, suppressed);
             }
             state.logs.push(GuestLog { level, message });

@@ -437,6 +437,7 @@ async fn cross_namespace_stores_are_refused_unless_allowed() {
         FakeKms::default().text("a", "v"),
         PipelineConfig {
             allow_cross_namespace_store: true,
+            ..PipelineConfig::default()
         },
         FetchCache::new(FetchCacheConfig::default()),
     );
@@ -673,6 +674,64 @@ async fn a_rule_error_names_the_rule_the_entry_and_the_secret_but_no_value() {
     assert!(msg.contains("not_json"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(!format!("{err:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn the_controller_cuts_a_rules_own_error_message_to_the_limit() {
+    // A rule whose error message goes on and on (here: 300 two-byte characters, then what a
+    // careless author might append, such as the value it was given).
+    let message = format!("{}value=hunter2-marker", "é".repeat(300));
+    let envelope = format!(r#"{{"error":{{"code":"leak","message":"{message}"}}}}"#);
+    let wat = format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "kmsync_abi_v1"))
+  (func (export "kmsync_alloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "transform") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {len})))
+  (data (i32.const 16) "{data}")
+  (@custom "kmsync.metadata" "{{\"name\":\"leaky\",\"version\":\"1.0.0\",\"abi\":\"1.0\",\"hooks\":[\"transform\"]}}")
+)"#,
+        len = envelope.len(),
+        data = envelope.replace('"', "\\\""),
+    );
+    let wasm = wat::parse_str(&wat).unwrap();
+    let sha = hex::encode(Sha256::digest(&wasm));
+    let spec = format!(
+        "  data:\n    - {{key: a, secretStoreRef: {{name: kms}}}}\n  rules:\n    - module: {{configMap: {{name: rules, key: leaky.wasm}}, sha256: \"{sha}\"}}\n"
+    );
+    let run = |config: PipelineConfig| {
+        let wasm = wasm.clone();
+        let spec = spec.clone();
+        async move {
+            let mut f = fixture_with(
+                FakeKms::default().text("a", "v"),
+                config,
+                FetchCache::new(FetchCacheConfig::default()),
+            );
+            f.env
+                .insert_config_map("default", "rules", [("leaky.wasm".to_owned(), wasm)]);
+            f.pipeline.sync(&es(&spec), &f.env, None).await.unwrap_err()
+        }
+    };
+
+    let err = run(PipelineConfig {
+        rule_text_limit: Some(256),
+        ..PipelineConfig::default()
+    })
+    .await;
+    assert_eq!(err.reason(), "RuleError");
+    let expected = format!("rule leaky failed: leak: {}…", "é".repeat(256));
+    assert!(err.message().ends_with(&expected), "{}", err.message());
+    assert!(!format!("{err} {err:?}").contains("hunter2"));
+
+    // Without a limit (`render`): the whole message.
+    let err = run(PipelineConfig::default()).await;
+    assert!(
+        err.message().ends_with(&format!("leak: {message}")),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test]
