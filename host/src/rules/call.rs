@@ -163,11 +163,8 @@ impl CallError {
     /// before such text reaches conditions, Events and logs: a careless rule could quote the
     /// secret value it was given.
     pub fn limit_author_text(&mut self, max_chars: usize) {
-        if let CallError::Rule { message, .. } | CallError::Panic { message, .. } = self
-            && let Some((cut, _)) = message.char_indices().nth(max_chars)
-        {
-            message.truncate(cut);
-            message.push('…');
+        if let CallError::Rule { message, .. } | CallError::Panic { message, .. } = self {
+            cut_chars(message, max_chars);
         }
     }
 
@@ -308,6 +305,14 @@ impl wasmtime::ResourceLimiter for CallState {
 
     fn memories(&self) -> usize {
         1
+    }
+}
+
+/// Cuts `text` to at most `max_chars` characters, marking a cut with `…`.
+pub fn cut_chars(text: &mut String, max_chars: usize) {
+    if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(cut);
+        text.push('…');
     }
 }
 

@@ -37,9 +37,9 @@ pub struct PipelineConfig {
     /// `--enable-cross-namespace-secret-store`: an ExternalSecret may name a SecretStore in
     /// another namespace. Off by default (ack-secret-manager fault #3).
     pub allow_cross_namespace_store: bool,
-    /// Cut the text a rule's author controls in rule failures (error messages, panic
-    /// messages) to this many characters ([`SyncError::limit_rule_text`]) before it leaves
-    /// the pipeline. The controller sets it: that text ends up in conditions, Events and logs.
+    /// Cut the text a rule's author controls — error and panic messages
+    /// ([`SyncError::limit_rule_text`]), `rotate` reasons — to this many characters before it
+    /// leaves the pipeline. The controller sets it: that text ends up in conditions, Events and logs.
     /// `None`: keep it whole (`render`, whose user reads their own data).
     pub rule_text_limit: Option<usize>,
 }
@@ -746,6 +746,11 @@ impl Pipeline {
                     problem: Box::new(RuleProblem::Call(e)),
                 })?;
             let after = d.requeue_after.map(Duration::from_secs);
+            // The reason is the rule author's text, shown in status and Events.
+            let mut d = d;
+            if let Some(max) = self.config.rule_text_limit {
+                crate::rules::cut_chars(&mut d.reason, max);
+            }
             let decided_by = format!("spec.rules[{}] ({})", rule.index, rule.name);
             match d.action {
                 RotateAction::Sync => {
