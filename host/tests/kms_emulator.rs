@@ -272,6 +272,126 @@ async fn list_secrets_pages_through_more_than_a_hundred_secrets() {
     assert_eq!(emu.counters().action("ListSecrets"), 4 + 3);
 }
 
+/// A stub KMS that answers every call with `answer(requested page number)` and counts calls.
+async fn stub_kms(
+    answer: impl Fn(u64) -> String + Clone + Send + Sync + 'static,
+) -> (KmsClient, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let calls = Arc::new(AtomicU64::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().fallback(
+        move |query: axum::extract::RawQuery, body: axum::body::Bytes| {
+            let answer = answer.clone();
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let params = format!(
+                    "{}&{}",
+                    query.0.unwrap_or_default(),
+                    String::from_utf8_lossy(&body)
+                );
+                let page = params
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("PageNumber="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                ([("content-type", "application/json")], answer(page))
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let endpoint = EndpointPolicy::default()
+        .resolve(Service::Kms, &EndpointSource::Url(url))
+        .unwrap();
+    let kms = KmsClient::new(
+        RpcClient::new(config(SignatureVersion::V3)).unwrap(),
+        endpoint,
+        provider("ak", "sk"),
+    )
+    .unwrap();
+    (kms, calls)
+}
+
+/// A `ListSecrets` page body: `names`, claiming page `page_number` (omitted when `None`).
+fn list_page(page_number: Option<u64>, total: u64, names: &[String]) -> String {
+    serde_json::json!({
+        "RequestId": "stub",
+        "PageNumber": page_number,
+        "PageSize": 100,
+        "TotalCount": total,
+        "SecretList": {"Secret": names.iter().map(|n| serde_json::json!({"SecretName": n})).collect::<Vec<_>>()},
+    })
+    .to_string()
+}
+
+fn names(from: u64, count: u64) -> Vec<String> {
+    (from..from + count).map(|i| format!("s-{i:04}")).collect()
+}
+
+#[tokio::test]
+async fn list_secrets_stops_when_the_server_does_not_advance() {
+    // Answers page 1 whatever is asked, and says so.
+    let (kms, calls) = stub_kms(|_| list_page(Some(1), 5000, &names(0, 100))).await;
+    let err = kms
+        .list_secrets(&ListSecretsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ListSecrets page 2: the server answered page 1; paging stopped (the server does not page correctly)"
+    );
+    assert_eq!(err.metric_label(), "paging_inconsistent");
+    assert!(!err.is_retryable());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // No PageNumber in the answers, the same items every time.
+    let (kms, calls) = stub_kms(|_| list_page(None, 5000, &names(0, 100))).await;
+    let err = kms
+        .list_secrets(&ListSecretsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ListSecrets page 2: the server answered the same 100 items as page 1; paging stopped (the server does not page correctly)"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // More items than asked for.
+    let (kms, _) = stub_kms(|page| list_page(Some(page), 5000, &names(page * 1000, 150))).await;
+    let err = kms
+        .list_secrets(&ListSecretsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ListSecrets page 1: the server answered 150 items, more than the page size 100; paging stopped (the server does not page correctly)"
+    );
+
+    // A server that pages correctly (TotalCount 250 over three pages) is read to the end.
+    let (kms, calls) = stub_kms(|page| {
+        let count = match page {
+            1 | 2 => 100,
+            3 => 50,
+            _ => 0,
+        };
+        list_page(Some(page), 250, &names((page - 1) * 100, count))
+    })
+    .await;
+    let all = kms
+        .list_secrets(&ListSecretsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|s| s.secret_name.clone())
+            .collect::<Vec<_>>(),
+        names(0, 250)
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn throttling_is_retried_then_succeeds() {
     let emu = quickstart().await;

@@ -611,3 +611,73 @@ async fn a_current_thread_runtime_still_enforces_the_deadline() {
         .unwrap_err();
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
 }
+
+/// Everything `tracing` emits in this test binary, from any thread (rule calls run on the
+/// blocking pool, so a thread-local subscriber would miss them).
+fn global_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || GlobalWriter(log))
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        log
+    })
+}
+
+struct GlobalWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for GlobalWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_log_lines_reach_the_host_log_only_when_asked() {
+    let log = global_log();
+    // ok.wat logs its 11-byte line at offset 512; give each engine its own line.
+    let module = |line: &str| {
+        let source = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/rules/ok.wat",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        assert_eq!(line.len(), "hello world".len());
+        wat::parse_str(source.replace("\"hello world\"", &format!("{line:?}"))).unwrap()
+    };
+    let quiet = engine(RuleLimits {
+        log_to_host: false,
+        ..Default::default()
+    });
+    let raw = quiet
+        .load(&module("quiet-7c1f0"))
+        .await
+        .unwrap()
+        .call_json(Hook::Transform, &json!({}))
+        .await;
+    assert!(raw.result.is_ok());
+    // Still kept for the caller (`kmsync rules run` prints them)...
+    assert_eq!(raw.stats.logs[0].message, "quiet-7c1f0");
+    let loud = engine(RuleLimits::default());
+    let raw = loud
+        .load(&module("loud-7c1f0x"))
+        .await
+        .unwrap()
+        .call_json(Hook::Transform, &json!({}))
+        .await;
+    assert!(raw.result.is_ok());
+    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    // ...but only the default engine's line reached the host log.
+    assert!(text.contains("loud-7c1f0x"), "{text}");
+    assert!(!text.contains("quiet-7c1f0"), "{text}");
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmsync::alibaba::{ClientConfig, RetryPolicy};
+use kmsync::alibaba::{ClientConfig, EndpointPolicy, RetryPolicy};
 use kmsync::api::{ExternalSecret, Provider};
 use kmsync::credentials::MemorySecrets;
 use kmsync::emulator::{Emulator, EmulatorHandle, Seed};
@@ -369,6 +369,93 @@ async fn without_a_redirect_the_region_or_kms_endpoint_flag_picks_the_endpoint()
     assert!(
         format!("{f:?}").contains("https://kms-vpc.cn-hangzhou.aliyuncs.com/"),
         "{f:?}"
+    );
+}
+
+/// The controller's policy: loopback refused, an administrator's URL (the plain-http
+/// emulator) allowed by exact origin, `--kms-endpoint` (the administrator's own) loopback too.
+#[tokio::test]
+async fn with_loopback_refused_only_listed_loopback_origins_and_the_kms_endpoint_flag_are_used() {
+    let emu = Emulator::builder(Seed::from_yaml_str(SEED).unwrap())
+        .start()
+        .await
+        .unwrap();
+    let url = emu.kms_url().as_str().trim_end_matches('/').to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let controller = |trusted: Option<&str>, kms_endpoint: Option<String>| {
+        let mut policy = EndpointPolicy::default().allow_loopback(false);
+        if let Some(t) = trusted {
+            policy = policy.trust_url(t).unwrap();
+        }
+        StoreResolver::builder(
+            StoreResolverConfig {
+                region: Some("cn-hangzhou".into()),
+                kms_endpoint,
+                policy,
+                client: fast(),
+                ..StoreResolverConfig::default()
+            },
+            secrets(&emu),
+        )
+        .build()
+        .unwrap()
+    };
+    let s = store(AK_STORE, 1);
+
+    // Not listed: refused before any call, with a message that says how to allow it.
+    let r = controller(None, None);
+    for bait in [url.as_str(), "http://127.0.0.1:9", "http://localhost:8081"] {
+        let err = r
+            .fetcher(StoreSelector::Store(&s), Provider::Kms, Some(bait))
+            .await
+            .unwrap_err();
+        let message = kmsync::credentials::error_chain(&err);
+        assert!(
+            message.starts_with(&format!(
+                "kmsEndpoint: endpoint {bait:?} is not an Alibaba Cloud KMS endpoint"
+            )) && message.ends_with("an administrator can allow it with --allowed-endpoints"),
+            "{message}"
+        );
+    }
+    assert_eq!(emu.counters().secret("app/db"), 0);
+
+    // Listed in --allowed-endpoints: used.
+    let r = controller(Some(&url), None);
+    let f = r
+        .fetcher(StoreSelector::Store(&s), Provider::Kms, Some(&url))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.fetch(&FetchRequest::new("app/db"))
+            .await
+            .unwrap()
+            .data
+            .expose(),
+        b"db-value-marker"
+    );
+    assert!(
+        r.fetcher(
+            StoreSelector::Store(&s),
+            Provider::Kms,
+            Some("http://127.0.0.1:9")
+        )
+        .await
+        .is_err()
+    );
+
+    // --kms-endpoint is the administrator's: loopback without listing it.
+    let r = controller(None, Some(url.clone()));
+    let f = r
+        .fetcher(StoreSelector::Store(&s), Provider::Kms, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.fetch(&FetchRequest::new("app/db"))
+            .await
+            .unwrap()
+            .data
+            .expose(),
+        b"db-value-marker"
     );
 }
 

@@ -60,6 +60,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "command": {
             "excludeNamespaces": ["kube-system", "kube-public"],
             "allowedEndpoints": ["https://kms-proxy.internal:8443"],
+            "allowedOidcTokenPaths": ["/var/run/secrets/tokens/team-a"],
             "kmsEndpoint": "kms-vpc.cn-hangzhou.aliyuncs.com",
         },
         "image": {"digest": "sha256:" + "a" * 64},

@@ -19,9 +19,9 @@ CONTRACT = {
     "reconcile-count", "max-concurrent-kms-secret-pulls", "max-concurrent-oos-secret-pulls",
     "watch-namespaces", "exclude-namespaces", "enable-cross-namespace-secret-store",
     "enable-cross-namespace-auth-ref", "enable-worker-role", "enable-service-account-token",
-    "allowed-endpoints", "kms-qps", "leader-elect", "leader-election-namespace",
+    "allowed-endpoints", "allowed-oidc-token-paths", "kms-qps", "leader-elect", "leader-election-namespace",
     "leader-election-id", "metrics-bind-address", "health-probe-bind-address", "log-format",
-    "log-level", "rule-timeout", "rule-memory-limit", "rule-max-concurrency", "digest-key-secret",
+    "log-level", "rule-timeout", "rule-memory-limit", "rule-max-concurrency", "rule-logs", "digest-key-secret",
 }
 
 # Contract defaults (what the binary does without the flag) as documented.
@@ -42,6 +42,7 @@ CONTRACT_DEFAULTS = {
     "rule-timeout": "100ms",
     "rule-memory-limit": "32Mi",
     "rule-max-concurrency": "4",
+    "rule-logs": "false",
     "log-format": "text",
     "leader-election-namespace": "$POD_NAMESPACE",
     "digest-key-secret": "kmsync-digest-key",

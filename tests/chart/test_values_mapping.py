@@ -32,6 +32,7 @@ DEFAULT_FLAGS = {
     "rule-timeout": "100ms",
     "rule-memory-limit": "32Mi",
     "rule-max-concurrency": "4",
+    "rule-logs": "false",
     "digest-key-secret": "kmsync-digest-key",
 }
 
@@ -86,12 +87,19 @@ def test_seed_parameter_table_as_set_flags(chart):
             "allowed-endpoints",
             "https://a.internal:8443,http://127.0.0.1:9000",
         ),
+        (
+            {"command": {"allowedOidcTokenPaths": ["/var/run/secrets/tokens/team-a", "/tokens/b"]}},
+            "allowed-oidc-token-paths",
+            "/var/run/secrets/tokens/team-a,/tokens/b",
+        ),
         ({"command": {"excludeNamespaces": ["kube-system", "dev"]}}, "exclude-namespaces", "kube-system,dev"),
         ({"env": {"WATCH_NAMESPACE": "team-a"}}, "watch-namespaces", "team-a"),
         ({"env": {"WATCH_NAMESPACE": " a ,b, a"}}, "watch-namespaces", "a,b"),
         ({"rules": {"timeout": "250ms"}}, "rule-timeout", "250ms"),
         ({"rules": {"memoryLimit": "64Mi"}}, "rule-memory-limit", "64Mi"),
         ({"rules": {"maxConcurrency": 8}}, "rule-max-concurrency", "8"),
+        ({"rules": {}}, "rule-logs", "false"),
+        ({"rules": {"logs": True}}, "rule-logs", "true"),
         ({"logFormat": "text"}, "log-format", "text"),
         ({"logLevel": "debug"}, "log-level", "debug"),
         ({"metrics": {"port": 9090}}, "metrics-bind-address", "0.0.0.0:9090"),
@@ -109,7 +117,8 @@ def test_value_maps_to_flag(chart, values, flag, expected):
 
 def test_empty_optional_flags_are_omitted(chart):
     rendered = flags(render(chart))
-    for flag in ("region", "kms-endpoint", "watch-namespaces", "exclude-namespaces", "allowed-endpoints"):
+    for flag in ("region", "kms-endpoint", "watch-namespaces", "exclude-namespaces", "allowed-endpoints",
+                 "allowed-oidc-token-paths"):
         assert flag not in rendered
 
 

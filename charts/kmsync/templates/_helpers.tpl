@@ -185,6 +185,7 @@ the reference for each flag; tests/chart checks every flag rendered here is docu
 {{- $args = append $args (printf "--enable-worker-role=%t" $c.enableWorkerRole) -}}
 {{- $args = append $args (printf "--enable-service-account-token=%t" $c.enableServiceAccountToken) -}}
 {{- with $c.allowedEndpoints -}}{{- $args = append $args (printf "--allowed-endpoints=%s" (join "," .)) -}}{{- end -}}
+{{- with $c.allowedOidcTokenPaths -}}{{- $args = append $args (printf "--allowed-oidc-token-paths=%s" (join "," .)) -}}{{- end -}}
 {{- $args = append $args (printf "--kms-qps=%d" (int64 $c.kmsQps)) -}}
 {{- $args = append $args (printf "--leader-elect=%t" .Values.leaderElection.enabled) -}}
 {{- if .Values.leaderElection.enabled -}}
@@ -198,6 +199,7 @@ the reference for each flag; tests/chart checks every flag rendered here is docu
 {{- $args = append $args (printf "--rule-timeout=%s" .Values.rules.timeout) -}}
 {{- $args = append $args (printf "--rule-memory-limit=%s" .Values.rules.memoryLimit) -}}
 {{- $args = append $args (printf "--rule-max-concurrency=%d" (int64 .Values.rules.maxConcurrency)) -}}
+{{- $args = append $args (printf "--rule-logs=%t" .Values.rules.logs) -}}
 {{- $args = append $args (printf "--digest-key-secret=%s" (include "kmsync.digestKeySecretName" .)) -}}
 {{- toJson $args -}}
 {{- end -}}

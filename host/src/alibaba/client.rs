@@ -22,7 +22,8 @@ use super::response::{parse_error_body, parse_json};
 use super::retry::{RetryPolicy, retry_after};
 use super::sign::{SignatureVersion, SigningCredentials, sign_v1, sign_v3};
 use super::transport::{
-    BodyError, HttpSettings, TransportKind, classify, http_client, read_capped, with_retries,
+    BodyError, HttpSettings, ServerTrust, TransportKind, classify, crypto_provider, http_client,
+    read_capped, root_store, tls_client_config, with_retries,
 };
 
 /// Which certificate authorities the client trusts.
@@ -511,30 +512,20 @@ pub fn error_response(
     }
 }
 
-/// A rustls client configuration using the ring provider, safe default protocol versions and
-/// the given roots, offering HTTP/1.1 by ALPN.
+/// A rustls client configuration (see [`tls_client_config`]) trusting `roots`.
 pub(crate) fn tls_config(roots: &TlsRoots) -> Result<rustls::ClientConfig, RpcError> {
-    let mut store = rustls::RootCertStore::empty();
-    match roots {
-        TlsRoots::WebPki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        TlsRoots::Pinned(certs) => {
-            for cert in certs {
-                store
-                    .add(cert.clone())
-                    .map_err(|_| RpcError::InvalidCaBundle {
-                        reason: "a certificate was rejected as a trust anchor",
-                    })?;
-            }
+    let store = match roots {
+        TlsRoots::WebPki => {
+            let mut store = rustls::RootCertStore::empty();
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            store
         }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|source| RpcError::Tls { source })?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        TlsRoots::Pinned(certs) => root_store(certs).map_err(|_| RpcError::InvalidCaBundle {
+            reason: "a certificate was rejected as a trust anchor",
+        })?,
+    };
+    tls_client_config(crypto_provider(), ServerTrust::Roots(store))
+        .map_err(|source| RpcError::Tls { source })
 }
 
 #[cfg(test)]

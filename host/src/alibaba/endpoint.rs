@@ -11,10 +11,17 @@
 //! 3. A URL (from a user-controlled field such as `kmsEndpoint`) is accepted when
 //!    * its host is one of the hosts above for the same service, over `https`; or
 //!    * its host is a loopback address (`127.0.0.0/8`, `::1`, `localhost`) and loopback is
-//!      allowed (the default: local emulators), over `http` or `https`; or
+//!      allowed, over `http` or `https`; or
 //!    * its origin (scheme, host, port) equals a URL the administrator configured
 //!      ([`EndpointPolicy::trust_url`], e.g. from a controller flag); those must still be
 //!      `https` unless loopback.
+//!
+//! Loopback is allowed by [`EndpointPolicy::default`], which is meant for local tools
+//! (`kmsync render`, `kmsync kms`) where the person running them writes every input. The
+//! controller builds its policy with [`EndpointPolicy::allow_loopback`]`(false)`: there a
+//! tenant's `kmsEndpoint` of `http://127.0.0.1:<port>` would reach the controller pod's own
+//! ports and sidecars, so only an administrator can allow such a URL, by listing its exact
+//! origin in `--allowed-endpoints`.
 //!
 //! Plain `http` is never accepted for a non-loopback host. URLs with user info, a path other
 //! than `/`, a query or a fragment are refused, so nothing can smuggle a different target.
@@ -123,19 +130,26 @@ pub enum EndpointError {
     },
     /// A host that is neither an Alibaba Cloud host of the service nor trusted by the admin.
     #[error(
-        "endpoint host {host:?} is not an Alibaba Cloud {service} endpoint, a loopback address, or an administrator-configured URL"
+        "endpoint {input:?} is not an Alibaba Cloud {service} endpoint; an administrator can allow it with --allowed-endpoints"
     )]
     HostNotAllowed {
+        /// The endpoint as given.
+        input: String,
         /// Host that was refused.
         host: String,
         /// The service it was meant for.
         service: Service,
     },
-    /// Loopback endpoints are disabled by policy.
-    #[error("endpoint {input:?} is a loopback address, which this installation does not allow")]
+    /// A loopback address while loopback is disabled (the controller): it would reach the
+    /// controller pod's own ports.
+    #[error(
+        "endpoint {input:?} is not an Alibaba Cloud {service} endpoint (loopback addresses are refused); an administrator can allow it with --allowed-endpoints"
+    )]
     LoopbackDisabled {
         /// The endpoint as given.
         input: String,
+        /// The service it was meant for.
+        service: Service,
     },
     /// A region id with characters outside `[a-z0-9-]`.
     #[error("region {region:?} is not a valid region id")]
@@ -208,8 +222,9 @@ impl fmt::Display for Endpoint {
 /// The SSRF policy: which endpoints user-controlled fields may name. See the module docs.
 ///
 /// Build one per installation from flags: `EndpointPolicy::default()` allows Alibaba Cloud
-/// hosts and loopback; [`trust_url`](Self::trust_url) adds administrator URLs;
-/// [`allow_loopback`](Self::allow_loopback)`(false)` refuses loopback.
+/// hosts and loopback (local tools); [`trust_url`](Self::trust_url) adds administrator URLs;
+/// [`allow_loopback`](Self::allow_loopback)`(false)` refuses loopback unless trusted (the
+/// controller).
 #[derive(Clone, Debug)]
 pub struct EndpointPolicy {
     trusted: Vec<Url>,
@@ -311,6 +326,7 @@ impl EndpointPolicy {
             if !self.allow_loopback {
                 return Err(EndpointError::LoopbackDisabled {
                     input: input.to_owned(),
+                    service,
                 });
             }
             return Ok(Endpoint { url, service });
@@ -324,7 +340,11 @@ impl EndpointPolicy {
         if is_service_host(service, &host) {
             Ok(Endpoint { url, service })
         } else {
-            Err(EndpointError::HostNotAllowed { host, service })
+            Err(EndpointError::HostNotAllowed {
+                input: input.to_owned(),
+                host,
+                service,
+            })
         }
     }
 }
@@ -593,13 +613,90 @@ mod tests {
     #[test]
     fn loopback_can_be_disabled() {
         let p = EndpointPolicy::default().allow_loopback(false);
+        for bad in [
+            "http://127.0.0.1:8443",
+            "https://127.0.0.1:8443",
+            "http://localhost:8080",
+            "http://LOCALHOST:8080",
+            "http://[::1]:8081",
+            "http://127.1.2.3",
+            // Other spellings of 127.0.0.1 that the URL parser normalises.
+            "http://2130706433:8080",
+            "http://0x7f.1:8080",
+        ] {
+            let err = p
+                .resolve(Service::Kms, &EndpointSource::Url(bad.into()))
+                .unwrap_err();
+            assert!(
+                matches!(err, EndpointError::LoopbackDisabled { .. }),
+                "{bad}: {err}"
+            );
+        }
+        // Alibaba Cloud hosts are unaffected.
+        assert!(
+            p.resolve(
+                Service::Kms,
+                &EndpointSource::Url("https://kms.cn-hangzhou.aliyuncs.com".into())
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_refused_endpoint_says_what_it_is_not_and_how_to_allow_it() {
+        let p = EndpointPolicy::default().allow_loopback(false);
         let err = p
             .resolve(
                 Service::Kms,
-                &EndpointSource::Url("http://127.0.0.1:8443".into()),
+                &EndpointSource::Url("http://127.0.0.1:9".into()),
             )
             .unwrap_err();
-        assert!(matches!(err, EndpointError::LoopbackDisabled { .. }));
+        assert_eq!(
+            err.to_string(),
+            "endpoint \"http://127.0.0.1:9\" is not an Alibaba Cloud KMS endpoint (loopback addresses are refused); an administrator can allow it with --allowed-endpoints"
+        );
+        let err = p
+            .resolve(
+                Service::Kms,
+                &EndpointSource::Url("https://kms-proxy.internal".into()),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "endpoint \"https://kms-proxy.internal\" is not an Alibaba Cloud KMS endpoint; an administrator can allow it with --allowed-endpoints"
+        );
+    }
+
+    #[test]
+    fn an_administrator_can_allow_a_loopback_origin_when_loopback_is_disabled() {
+        let p = EndpointPolicy::default()
+            .allow_loopback(false)
+            .trust_url("http://127.0.0.1:8443")
+            .unwrap();
+        for ok in [
+            "http://127.0.0.1:8443",
+            "http://127.0.0.1:8443/",
+            " http://127.0.0.1:8443 ",
+        ] {
+            let e = p
+                .resolve(Service::Kms, &EndpointSource::Url(ok.into()))
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(e.url().as_str(), "http://127.0.0.1:8443/");
+        }
+        // Matching is by exact origin: another port, scheme or spelling of the host is not
+        // the listed URL.
+        for bad in [
+            "http://127.0.0.1:8444",
+            "https://127.0.0.1:8443",
+            "http://localhost:8443",
+            "127.0.0.1:8443",
+        ] {
+            assert!(
+                p.resolve(Service::Kms, &EndpointSource::Url(bad.into()))
+                    .is_err(),
+                "{bad} must be refused"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,55 @@ pub(crate) struct HttpSettings<'a> {
     pub resolve: &'a [(String, SocketAddr)],
 }
 
+/// How a TLS client checks the server's certificate.
+pub(crate) enum ServerTrust {
+    /// Chains to one of these roots (public or pinned).
+    Roots(rustls::RootCertStore),
+    /// A custom verifier (the KMS instance client's `ignoreSSL`).
+    Verifier(std::sync::Arc<dyn rustls::client::danger::ServerCertVerifier>),
+}
+
+/// The crypto provider of every TLS client (ring).
+pub(crate) fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A root store of exactly `certs`.
+///
+/// # Errors
+/// When a certificate is not usable as a trust anchor.
+pub(crate) fn root_store(
+    certs: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::RootCertStore, rustls::Error> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in certs {
+        store.add(cert.clone())?;
+    }
+    Ok(store)
+}
+
+/// The TLS client configuration of every client: `provider` (from [`crypto_provider`]), its
+/// safe default protocol versions, no client certificate, HTTP/1.1 offered by ALPN.
+///
+/// # Errors
+/// When the provider supports none of the default protocol versions.
+pub(crate) fn tls_client_config(
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+    trust: ServerTrust,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    let mut config = match trust {
+        ServerTrust::Roots(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+        ServerTrust::Verifier(verifier) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A `reqwest` client that never follows redirects and ignores proxy environment variables:
 /// a request goes to the endpoint that was approved, nowhere else.
 pub(crate) fn http_client(settings: HttpSettings<'_>) -> Result<reqwest::Client, reqwest::Error> {
@@ -227,6 +276,18 @@ mod tests {
     use super::*;
 
     const CHUNKED: &str = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+
+    #[test]
+    fn every_tls_client_offers_http1_only_and_refuses_a_non_certificate_as_a_root() {
+        let config = tls_client_config(
+            crypto_provider(),
+            ServerTrust::Roots(rustls::RootCertStore::empty()),
+        )
+        .unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert!(root_store(&[rustls::pki_types::CertificateDer::from(vec![1, 2, 3])]).is_err());
+        assert!(root_store(&[]).unwrap().is_empty());
+    }
 
     async fn get(addr: SocketAddr) -> reqwest::Response {
         let tls = super::super::client::tls_config(&super::super::TlsRoots::WebPki).unwrap();

@@ -150,6 +150,12 @@ pub struct ControllerArgs {
     /// loopback).
     #[arg(long, value_delimiter = ',')]
     allowed_endpoints: Vec<String>,
+    /// Comma-separated files a store's oidcTokenFilePath may name (absolute paths), besides the
+    /// default token files ($ALIBABA_CLOUD_OIDC_TOKEN_FILE,
+    /// /var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token,
+    /// /var/run/secrets/tokens/ack-secret-manager), which are always allowed.
+    #[arg(long, value_delimiter = ',')]
+    allowed_oidc_token_paths: Vec<std::path::PathBuf>,
     /// Requests per second to KMS per store (token bucket).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     kms_qps: u32,
@@ -180,6 +186,11 @@ pub struct ControllerArgs {
     /// Rule calls running at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     rule_max_concurrency: u32,
+    /// Let rules' log lines (kmsync::log_*) into the controller's log. Off: they are dropped,
+    /// because a rule's author writes them and they could quote the secret values the rule
+    /// reads. Turn it on while debugging a rule you trust.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    rule_logs: bool,
     /// Secret in the controller's namespace holding the per-installation HMAC key of
     /// change-detection digests (created if missing).
     #[arg(long, default_value = "kmsync-digest-key")]
@@ -266,6 +277,7 @@ impl ControllerArgs {
                 .clamp(Duration::from_millis(1), Duration::from_millis(10)),
             memory_bytes: self.rule_memory_limit,
             max_concurrent_calls: self.rule_max_concurrency,
+            log_to_host: self.rule_logs,
             ..RuleLimits::default()
         };
         rule_limits.check().map_err(|e| {
@@ -275,6 +287,17 @@ impl ControllerArgs {
             crate::alibaba::EndpointPolicy::default()
                 .trust_url(url)
                 .with_context(|| format!("--allowed-endpoints {url:?}"))?;
+        }
+        let allowed_oidc_token_paths: Vec<std::path::PathBuf> = self
+            .allowed_oidc_token_paths
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if let Some(relative) = allowed_oidc_token_paths.iter().find(|p| !p.is_absolute()) {
+            anyhow::bail!(
+                "--allowed-oidc-token-paths {:?}: token file paths must be absolute",
+                relative.display().to_string()
+            );
         }
         let redirect = match self.redirect_endpoint.filter(|e| !e.is_empty()) {
             None => None,
@@ -307,6 +330,7 @@ impl ControllerArgs {
                 .into_iter()
                 .filter(|e| !e.is_empty())
                 .collect(),
+            allowed_oidc_token_paths,
             kms_qps: self.kms_qps,
             leader,
             metrics_addr: self.metrics_bind_address,
@@ -408,6 +432,16 @@ mod tests {
         assert_eq!(s.rule_limits.deadline, Duration::from_millis(100));
         assert_eq!(s.rule_limits.memory_bytes, 32 << 20);
         assert_eq!(s.rule_limits.max_concurrent_calls, 4);
+        // Rules' log lines stay out of the controller's log unless asked for.
+        assert!(!s.rule_limits.log_to_host);
+        assert!(
+            parse(&["--rule-logs"])
+                .unwrap()
+                .settings()
+                .unwrap()
+                .rule_limits
+                .log_to_host
+        );
         assert_eq!(s.digest_key_secret, "kmsync-digest-key");
         assert!(
             !s.disable_polling && !s.cross_namespace_secret_store && !s.cross_namespace_auth_ref
@@ -465,6 +499,28 @@ mod tests {
             format!("{err:#}").contains("--allowed-endpoints"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn allowed_oidc_token_paths_are_a_list_of_absolute_paths() {
+        let s = parse(&[]).unwrap().settings().unwrap();
+        assert!(s.allowed_oidc_token_paths.is_empty());
+        let s = parse(&["--allowed-oidc-token-paths=/var/run/secrets/tokens/a,/tokens/b"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(
+            s.allowed_oidc_token_paths,
+            [
+                std::path::PathBuf::from("/var/run/secrets/tokens/a"),
+                "/tokens/b".into()
+            ]
+        );
+        let err = parse(&["--allowed-oidc-token-paths=tokens/a"])
+            .unwrap()
+            .settings()
+            .unwrap_err();
+        assert!(err.to_string().contains("must be absolute"), "{err}");
     }
 
     #[test]

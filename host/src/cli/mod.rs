@@ -38,7 +38,8 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator: keep Kubernetes Secrets in step with KMS (see docs/operations.md).
-    Controller(controller::ControllerArgs),
+    // Boxed: its many flags make it much larger than the other variants.
+    Controller(Box<controller::ControllerArgs>),
     /// Run a local, signature-checking KMS + STS emulator seeded from a YAML file.
     Emulator(emulator::EmulatorArgs),
     /// Call KMS directly (debugging aid).
@@ -97,7 +98,7 @@ pub async fn run() -> ExitCode {
 /// e.g. a failed rule test case).
 async fn run_command(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Controller(args) => controller::run(args).await.map(|()| 0),
+        Command::Controller(args) => controller::run(*args).await.map(|()| 0),
         Command::Emulator(args) => emulator::run(args).await.map(|()| 0),
         Command::Kms { command } => kms::run(command).await.map(|()| 0),
         Command::Oos { command } => oos::run(command).await.map(|()| 0),

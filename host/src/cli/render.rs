@@ -173,6 +173,8 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<i32> {
         digest_key,
         PipelineConfig {
             allow_cross_namespace_store: args.enable_cross_namespace_secret_store,
+            // The user's own data, on their terminal: rule messages are shown whole.
+            rule_text_limit: None,
         },
     );
 

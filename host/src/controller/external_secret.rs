@@ -61,6 +61,10 @@ pub const REASON_CONFLICT: &str = "SecretConflict";
 pub const REASON_MISSING: &str = "SecretMissing";
 /// `Ready=False`: writing the Secret failed.
 pub const REASON_WRITE_FAILED: &str = "SecretSyncedError";
+/// Normal Event: the Secret was written and a rotate rule asked for the workloads using it to
+/// be restarted (recorded as [`target::RESTART_REQUESTED_ANNOTATION`]; kmsync restarts
+/// nothing).
+pub const REASON_RESTART_REQUESTED: &str = "RestartRequested";
 
 /// What one reconcile did, for metrics and the scheduler.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -668,6 +672,23 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             )
             .await;
     }
+    if written.is_some() && target::restart_requested(&out) {
+        ctx.events
+            .publish(
+                &reference(es),
+                EventSpec {
+                    type_: EventType::Normal,
+                    reason: REASON_RESTART_REQUESTED,
+                    action: "Sync",
+                    note: format!(
+                        "Secret {target_name} was written (versions {}) and a rotate rule asked for the workloads using it to be restarted; kmsync does not restart them, it records the request in the annotation {}",
+                        out.version,
+                        target::RESTART_REQUESTED_ANNOTATION
+                    ),
+                },
+            )
+            .await;
+    }
     let mut next = next_refresh(shared, &key, es, Some(now), now, false);
     if let Some(after) = out.rotation.requeue_after {
         next = Some(next.map_or(after, |n| n.min(after)));
@@ -747,7 +768,8 @@ async fn write(
     policy: CreationPolicy,
     now: DateTime<Utc>,
 ) -> Result<Option<&'static str>, String> {
-    let intent = target::intent(es, out, policy, now);
+    let mut intent = target::intent(es, out, policy, now);
+    target::stamp_restart(&mut intent, out, secret, now);
     let owned: BTreeSet<String> = secret
         .map(|s| owned_data_keys(s, FIELD_MANAGER))
         .unwrap_or_default();

@@ -71,6 +71,10 @@ use queue::WorkQueue;
 use ratelimit::StoreBuckets;
 use schedule::Timing;
 
+/// Most characters of a rule's own error or panic message kept in conditions, Events and logs
+/// (the text is the rule author's and could quote a secret value; see docs/writing-rules.md).
+pub const RULE_TEXT_LIMIT: usize = 256;
+
 /// Why the controller stopped or a reconcile failed. Messages name objects and actions, never
 /// values.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +167,9 @@ impl Error {
 
 /// Store-resolver settings from the controller's flags.
 fn resolver_config(settings: &Settings) -> Result<StoreResolverConfig, Error> {
-    let mut policy = EndpointPolicy::default();
+    // Tenants write kmsEndpoint: a loopback URL would reach this pod's own ports and sidecars,
+    // so only an administrator can allow one (--allowed-endpoints, exact origin).
+    let mut policy = EndpointPolicy::default().allow_loopback(false);
     for url in &settings.allowed_endpoints {
         policy = policy.trust_url(url).map_err(|e| {
             Error::Resolver(Box::new(crate::stores::StoreError::Endpoint {
@@ -201,6 +207,9 @@ fn resolver_config(settings: &Settings) -> Result<StoreResolverConfig, Error> {
             allow_cross_namespace_auth_ref: settings.cross_namespace_auth_ref,
             default_oidc_provider_arn: settings.rrsa_oidc_provider_arn.clone(),
             default_token_files,
+            // Stores (tenants, in namespaced ones) name token files: only the defaults and
+            // what the administrator listed, never any file this process can read.
+            allowed_token_files: Some(settings.allowed_oidc_token_paths.clone()),
             ..FactoryConfig::default()
         },
         redirect: settings.redirect.clone(),
@@ -260,6 +269,7 @@ async fn lead(
         digest_key,
         PipelineConfig {
             allow_cross_namespace_store: settings.cross_namespace_secret_store,
+            rule_text_limit: Some(RULE_TEXT_LIMIT),
         },
     );
     let mut builder = StoreResolver::builder(resolver_config(settings)?, shared.secrets.clone());

@@ -118,6 +118,9 @@ pub struct Settings {
     pub enable_service_account_token: bool,
     /// `--allowed-endpoints`: extra endpoint URLs an administrator trusts.
     pub allowed_endpoints: Vec<String>,
+    /// `--allowed-oidc-token-paths`: files a store's `oidcTokenFilePath` may name besides the
+    /// default token files (absolute paths).
+    pub allowed_oidc_token_paths: Vec<std::path::PathBuf>,
     /// `--kms-qps`: requests per second per store (token bucket). Default 100.
     pub kms_qps: u32,
     /// `--leader-elect` and its settings; `None` without leader election.
@@ -171,11 +174,15 @@ impl Settings {
             enable_worker_role: false,
             enable_service_account_token: false,
             allowed_endpoints: Vec::new(),
+            allowed_oidc_token_paths: Vec::new(),
             kms_qps: 100,
             leader: None,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             health_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            rule_limits: RuleLimits::default(),
+            rule_limits: RuleLimits {
+                log_to_host: false,
+                ..RuleLimits::default()
+            },
             digest_key_secret: "kmsync-digest-key".into(),
             pod_namespace: "kmsync-system".into(),
             disable_fetch_cache: false,

@@ -11,6 +11,7 @@
 //! | annotation | `kmsync.io/digest` | keyed digest of kmsync's data (`hmac-sha256:…`) | Owner, Orphan, Merge |
 //! | annotation | `kmsync.io/versions` | remote version ids, in spec order | Owner, Orphan, Merge |
 //! | annotation | `kmsync.io/synced-at` | when the data was last written (RFC 3339) | Owner, Orphan, Merge |
+//! | annotation | `kmsync.io/restart-requested` | when a rotate rule last asked for the workloads using the Secret to be restarted (RFC 3339; kmsync restarts nothing) | Owner, Orphan, Merge |
 //! | ownerReference | the ExternalSecret, `controller: true` | | Owner |
 //!
 //! Ownership rules (ack-secret-manager fault 2): a Secret is kmsync's to write for an
@@ -46,6 +47,10 @@ pub const DIGEST_ANNOTATION: &str = "kmsync.io/digest";
 pub const VERSIONS_ANNOTATION: &str = "kmsync.io/versions";
 /// Annotation holding when kmsync last wrote the data.
 pub const SYNCED_AT_ANNOTATION: &str = "kmsync.io/synced-at";
+/// Annotation holding when a write last came with a rotate rule's request to restart the
+/// workloads that use the Secret (RFC 3339). kmsync restarts nothing itself; tools that roll
+/// workloads on Secret changes (Stakater Reloader, ...) can act on the write.
+pub const RESTART_REQUESTED_ANNOTATION: &str = "kmsync.io/restart-requested";
 
 /// Whose the existing target Secret is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +196,36 @@ pub fn intent(
     }
 }
 
+/// True when `out` writes new data and a rotate rule asked for a restart with it.
+pub fn restart_requested(out: &SyncOutput) -> bool {
+    out.rotation.restart && out.rotation.should_write()
+}
+
+/// Puts [`RESTART_REQUESTED_ANNOTATION`] on `intent`: `now` when [`restart_requested`], else
+/// the time already on `existing`, if any — server-side apply would otherwise remove it at the
+/// next write, losing the record of the last request.
+pub fn stamp_restart(
+    intent: &mut Secret,
+    out: &SyncOutput,
+    existing: Option<&Secret>,
+    now: DateTime<Utc>,
+) {
+    let value = if restart_requested(out) {
+        Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    } else {
+        existing
+            .and_then(|s| annotation(&s.metadata, RESTART_REQUESTED_ANNOTATION))
+            .map(str::to_owned)
+    };
+    if let Some(value) = value {
+        intent
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(RESTART_REQUESTED_ANNOTATION.into(), value);
+    }
+}
+
 /// The data keys field manager `manager` owns through server-side apply (from
 /// `metadata.managedFields`).
 pub fn owned_data_keys(secret: &Secret, manager: &str) -> BTreeSet<String> {
@@ -313,6 +348,7 @@ mod tests {
     use super::*;
     use crate::sync::{DesiredSecret, RotationAction, RotationDecision};
     use crate::value::SecretBytes;
+    use chrono::TimeZone as _;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 
     fn es(name: &str, uid: &str) -> ExternalSecret {
@@ -362,6 +398,48 @@ mod tests {
             ..ManagedFieldsEntry::default()
         }]);
         s
+    }
+
+    #[test]
+    fn a_requested_restart_is_stamped_on_the_write_and_kept_by_later_ones() {
+        let e = es("app", "u1");
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap();
+        let stamped = |out: &SyncOutput, existing: Option<&Secret>| {
+            let mut s = intent(&e, out, CreationPolicy::Owner, now);
+            stamp_restart(&mut s, out, existing, now);
+            s.metadata
+                .annotations
+                .unwrap()
+                .get(RESTART_REQUESTED_ANNOTATION)
+                .cloned()
+        };
+        let mut out = output(&[("a", "1")]);
+        // No request: no annotation.
+        assert!(!restart_requested(&out));
+        assert_eq!(stamped(&out, None), None);
+        // A sync that asks for a restart: the write's time.
+        out.rotation.restart = true;
+        assert!(restart_requested(&out));
+        assert_eq!(stamped(&out, None).as_deref(), Some("2026-03-01T12:30:00Z"));
+        // A later write without a request keeps the last one (and so does not drift on it).
+        let mut existing = written(&e, &[("a", "1")], CreationPolicy::Owner);
+        existing.metadata.annotations.as_mut().unwrap().insert(
+            RESTART_REQUESTED_ANNOTATION.into(),
+            "2026-02-01T00:00:00Z".into(),
+        );
+        out.rotation.restart = false;
+        assert_eq!(
+            stamped(&out, Some(&existing)).as_deref(),
+            Some("2026-02-01T00:00:00Z")
+        );
+        // A deferred version writes nothing now: no new request even if the rule set restart.
+        out.rotation.restart = true;
+        out.rotation.action = RotationAction::Defer;
+        assert!(!restart_requested(&out));
+        assert_eq!(
+            stamped(&out, Some(&existing)).as_deref(),
+            Some("2026-02-01T00:00:00Z")
+        );
     }
 
     #[test]

@@ -114,6 +114,30 @@ pub enum BuildError {
     /// The STS endpoint is not allowed by the endpoint policy.
     #[error("the STS endpoint is not usable")]
     StsEndpoint(#[source] EndpointError),
+    /// `oidcTokenFilePath` names a file the administrator did not allow
+    /// ([`FactoryConfig::allowed_token_files`]): the store could otherwise make the controller
+    /// read any file it can read (its own Kubernetes ServiceAccount token, say) and present it
+    /// to STS for a role of the store's choosing.
+    #[error(
+        "{field} is {path:?}, which is not an allowed OIDC token file (allowed: {}); an administrator can allow it with --allowed-oidc-token-paths",
+        display_paths(allowed)
+    )]
+    TokenFileNotAllowed {
+        /// The field, e.g. `spec.KMS.KMSAuth.oidcTokenFilePath`.
+        field: String,
+        /// The path as written.
+        path: PathBuf,
+        /// What is allowed.
+        allowed: Vec<PathBuf>,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl BuildError {
@@ -130,6 +154,7 @@ impl BuildError {
             Self::MissingOidcProvider { .. } => "missing_oidc_provider",
             Self::ServiceAccountsUnavailable { .. } => "service_accounts_unavailable",
             Self::StsEndpoint(_) => "sts_endpoint",
+            Self::TokenFileNotAllowed { .. } => "token_file_not_allowed",
         }
     }
 }
@@ -239,6 +264,13 @@ pub struct FactoryConfig {
     /// Token files for `oidcProviderARN` stores without `oidcTokenFilePath`, first existing wins
     /// (default: `ALIBABA_CLOUD_OIDC_TOKEN_FILE` if set, then [`DEFAULT_TOKEN_FILES`]).
     pub default_token_files: Vec<PathBuf>,
+    /// `--allowed-oidc-token-paths`: the files a store's `oidcTokenFilePath` may name besides
+    /// the default token files (which a store reads anyway by leaving the field empty), for
+    /// SecretStores and ClusterSecretStores alike. Compared as paths, component by component
+    /// (`/a//b/` is `/a/b`; `..` is not resolved, so `/a/../b` is not `/b`). Anything else is
+    /// [`BuildError::TokenFileNotAllowed`]. `None`: any path (local tools such as `render`,
+    /// whose user writes every input).
+    pub allowed_token_files: Option<Vec<PathBuf>>,
 }
 
 impl Default for FactoryConfig {
@@ -251,6 +283,7 @@ impl Default for FactoryConfig {
             allow_cross_namespace_auth_ref: false,
             default_oidc_provider_arn: None,
             default_token_files: DEFAULT_TOKEN_FILES.iter().map(PathBuf::from).collect(),
+            allowed_token_files: None,
         }
     }
 }
@@ -613,7 +646,11 @@ impl CredentialsFactory {
             non_empty(&auth.ram_role_arn),
         ) {
             let token_files = match non_empty(&auth.oidc_token_file_path) {
-                Some(path) => vec![PathBuf::from(path)],
+                Some(path) => {
+                    let path = PathBuf::from(path);
+                    self.check_token_file(&format!("{p}.oidcTokenFilePath"), &path)?;
+                    vec![path]
+                }
                 None => self.default_token_files(),
             };
             BasePlan::OidcFile {
@@ -694,6 +731,28 @@ impl CredentialsFactory {
             remote,
             fingerprint,
             access_key_digest,
+        })
+    }
+
+    /// Refuses a store-named token file the administrator did not allow (see
+    /// [`FactoryConfig::allowed_token_files`]); checked before anything is read.
+    fn check_token_file(&self, field: &str, path: &std::path::Path) -> Result<(), BuildError> {
+        let Some(extra) = &self.config.allowed_token_files else {
+            return Ok(());
+        };
+        let mut allowed = self.default_token_files();
+        for f in extra {
+            if !allowed.contains(f) {
+                allowed.push(f.clone());
+            }
+        }
+        if allowed.iter().any(|a| a.as_path() == path) {
+            return Ok(());
+        }
+        Err(BuildError::TokenFileNotAllowed {
+            field: field.to_owned(),
+            path: path.to_owned(),
+            allowed,
         })
     }
 
@@ -979,6 +1038,7 @@ mod tests {
     use crate::api::{SecretKeyRef, ServiceAccountRef};
     use crate::credentials::source::{MemorySecrets, MemoryServiceAccounts, ServiceAccountInfo};
     use crate::value::SecretBytes;
+    use std::path::Path;
 
     fn factory(secrets: Arc<MemorySecrets>, config: FactoryConfig) -> CredentialsFactory {
         CredentialsFactory::new(
@@ -1297,5 +1357,82 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, BuildError::ServiceAccountsUnavailable { .. }));
+    }
+
+    #[tokio::test]
+    async fn store_token_files_must_be_a_default_or_an_allowed_one_when_a_list_is_configured() {
+        let auth = |path: Option<&str>| CloudAuth {
+            oidc_provider_arn: Some("acs:ram::1234567890123456:oidc-provider/p".into()),
+            ram_role_arn: Some("acs:ram::1234567890123456:role/r".into()),
+            oidc_token_file_path: path.map(str::to_owned),
+            ..CloudAuth::default()
+        };
+        let token_files = |r: &ResolvedAuth| match &r.base {
+            BasePlan::OidcFile { token_files, .. } => token_files.clone(),
+            other => panic!("{other:?}"),
+        };
+        // Local tools (no list): any path.
+        let open = factory(secrets(), FactoryConfig::default());
+        let store = StoreRef::secret_store("team-a", "s");
+        let r = open
+            .resolve(&store, Some(&auth(Some("/etc/hostname"))))
+            .await
+            .unwrap();
+        assert_eq!(token_files(&r), [PathBuf::from("/etc/hostname")]);
+
+        let f = factory(
+            secrets(),
+            FactoryConfig {
+                allowed_token_files: Some(vec![PathBuf::from("/var/run/secrets/tokens/team-a")]),
+                ..FactoryConfig::default()
+            },
+        );
+        let cluster = StoreRef::cluster_secret_store("c");
+        for store in [&store, &cluster] {
+            for ok in [
+                // The defaults (what an empty oidcTokenFilePath reads anyway)...
+                "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token",
+                "/var/run/secrets/tokens/ack-secret-manager",
+                // ...and the listed file, also spelled with a redundant slash.
+                "/var/run/secrets/tokens/team-a",
+                "/var/run/secrets//tokens/team-a/",
+            ] {
+                let r = f.resolve(store, Some(&auth(Some(ok)))).await;
+                assert!(r.is_ok(), "{ok}: {r:?}");
+            }
+            // The controller's own Kubernetes ServiceAccount token, a traversal and anything
+            // else: refused before any file is read.
+            for bad in [
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                "/var/run/secrets/tokens/team-a/../../kubernetes.io/serviceaccount/token",
+                "/var/run/secrets/tokens/../tokens/team-a",
+                "/etc/hostname",
+            ] {
+                let err = f.resolve(store, Some(&auth(Some(bad)))).await.unwrap_err();
+                assert!(
+                    matches!(&err, BuildError::TokenFileNotAllowed { path, .. } if path == Path::new(bad)),
+                    "{bad}: {err}"
+                );
+                assert_eq!(err.metric_label(), "token_file_not_allowed");
+            }
+        }
+        let err = f
+            .resolve(
+                &store,
+                Some(&auth(Some(
+                    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                ))),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.KMS.KMSAuth.oidcTokenFilePath is \"/var/run/secrets/kubernetes.io/serviceaccount/token\", which is not an allowed OIDC token file (allowed: /var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token, /var/run/secrets/tokens/ack-secret-manager, /var/run/secrets/tokens/team-a); an administrator can allow it with --allowed-oidc-token-paths"
+        );
+        // Without a path the default files are used, as before.
+        let r = f.resolve(&store, Some(&auth(None))).await.unwrap();
+        assert!(token_files(&r).contains(&PathBuf::from(
+            "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token"
+        )));
     }
 }

@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::error::InstanceError;
+use crate::alibaba::transport::{ServerTrust, crypto_provider, root_store, tls_client_config};
 
 /// A condition the caller should surface (store status condition, Event) and that is logged
 /// when the client is built.
@@ -94,35 +95,22 @@ impl InstanceTrust {
     }
 }
 
-/// A rustls client configuration (ring provider, safe defaults, HTTP/1.1 by ALPN) for `trust`.
+/// A rustls client configuration (see [`tls_client_config`]) for `trust`.
 pub(crate) fn client_config(trust: &InstanceTrust) -> Result<rustls::ClientConfig, InstanceError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|source| InstanceError::Tls { source })?;
-    let roots =
-        |certs: &[CertificateDer<'static>]| -> Result<rustls::RootCertStore, InstanceError> {
-            let mut store = rustls::RootCertStore::empty();
-            for cert in certs {
-                store
-                    .add(cert.clone())
-                    .map_err(|_| InstanceError::TlsSetup {
-                        reason: "a CA certificate was rejected as a trust anchor".into(),
-                    })?;
-            }
-            Ok(store)
-        };
-    let mut config = match trust {
-        InstanceTrust::Pinned(certs) => builder
-            .with_root_certificates(roots(certs)?)
-            .with_no_client_auth(),
-        InstanceTrust::InsecureSkipVerify => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
-            .with_no_client_auth(),
+    let provider = crypto_provider();
+    let trust = match trust {
+        InstanceTrust::Pinned(certs) => {
+            ServerTrust::Roots(root_store(certs).map_err(|_| InstanceError::TlsSetup {
+                reason: "a CA certificate was rejected as a trust anchor".into(),
+            })?)
+        }
+        InstanceTrust::InsecureSkipVerify => {
+            ServerTrust::Verifier(Arc::new(AcceptAnyCertificate {
+                provider: provider.clone(),
+            }))
+        }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    tls_client_config(provider, trust).map_err(|source| InstanceError::Tls { source })
 }
 
 /// `ignoreSSL`: accepts any certificate, but still checks that the handshake is signed by

@@ -105,17 +105,25 @@ impl KmsClient {
 
     /// `ListSecrets` over all pages, in the order KMS returns them.
     ///
-    /// Stops when `TotalCount` secrets were collected or a page comes back empty.
+    /// Stops when `TotalCount` secrets were collected or a page comes back empty; stops with
+    /// an error when the server does not advance (see [`KmsError::PagingInconsistent`]).
     ///
     /// # Errors
-    /// As [`list_secrets_page`](Self::list_secrets_page); [`KmsError::PagingLimit`].
+    /// As [`list_secrets_page`](Self::list_secrets_page); [`KmsError::PagingLimit`],
+    /// [`KmsError::PagingInconsistent`].
     pub async fn list_secrets(
         &self,
         request: &ListSecretsRequest,
     ) -> Result<Vec<SecretSummary>, KmsError> {
         let mut all = Vec::new();
+        let mut guard = PageGuard::new("ListSecrets", u64::from(request.page_size));
         for page_number in 1..=MAX_PAGES {
             let page = self.list_secrets_page(request, page_number).await?;
+            guard.check(
+                page_number,
+                (page.page_number != 0).then_some(page.page_number),
+                page.secrets.iter().map(|s| s.secret_name.as_str()),
+            )?;
             let got = page.secrets.len();
             all.extend(page.secrets);
             if got == 0 || all.len() as u64 >= page.total_count {
@@ -157,6 +165,7 @@ impl KmsClient {
     ) -> Result<Vec<SecretVersion>, KmsError> {
         check_name(secret_name)?;
         let mut all = Vec::new();
+        let mut guard = PageGuard::new("ListSecretVersionIds", u64::from(MAX_PAGE_SIZE));
         for page_number in 1..=MAX_PAGES {
             let rpc = RpcRequest::new(KMS_API_VERSION, "ListSecretVersionIds")
                 .param("SecretName", secret_name)
@@ -164,7 +173,12 @@ impl KmsClient {
                 .param("PageNumber", page_number.to_string())
                 .param("PageSize", MAX_PAGE_SIZE.to_string());
             let response = self.call(rpc).await?;
-            let (total, versions) = parse_list_secret_version_ids(&response)?;
+            let (total, echoed, versions) = parse_list_secret_version_ids(&response)?;
+            guard.check(
+                page_number,
+                echoed,
+                versions.iter().map(|v| v.version_id.as_str()),
+            )?;
             let got = versions.len();
             all.extend(versions);
             if got == 0 || all.len() as u64 >= total {
@@ -175,6 +189,62 @@ impl KmsClient {
             action: "ListSecretVersionIds",
             pages: MAX_PAGES,
         })
+    }
+}
+
+/// Checks each page of a listing against the one before, so that a server that does not
+/// advance (ignores `PageNumber`, answers the same page again) stops the listing at once instead
+/// of after [`MAX_PAGES`] requests and as many copies of its items in memory.
+struct PageGuard {
+    action: &'static str,
+    page_size: u64,
+    /// The item names of the previous page.
+    previous: Vec<String>,
+}
+
+impl PageGuard {
+    fn new(action: &'static str, page_size: u64) -> Self {
+        Self {
+            action,
+            page_size,
+            previous: Vec::new(),
+        }
+    }
+
+    /// `echoed`: the `PageNumber` of the answer, when it carries one.
+    fn check<'a>(
+        &mut self,
+        requested: u64,
+        echoed: Option<u64>,
+        names: impl Iterator<Item = &'a str>,
+    ) -> Result<(), KmsError> {
+        let names: Vec<String> = names.map(str::to_owned).collect();
+        let problem = if let Some(echoed) = echoed.filter(|e| *e != requested) {
+            Some(format!("the server answered page {echoed}"))
+        } else if names.len() as u64 > self.page_size {
+            Some(format!(
+                "the server answered {} items, more than the page size {}",
+                names.len(),
+                self.page_size
+            ))
+        } else if !names.is_empty() && names == self.previous {
+            Some(format!(
+                "the server answered the same {} items as page {}",
+                names.len(),
+                requested - 1
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(KmsError::PagingInconsistent {
+                action: self.action,
+                page: requested,
+                problem,
+            });
+        }
+        self.previous = names;
+        Ok(())
     }
 }
 
@@ -355,15 +425,16 @@ pub(crate) fn parse_describe_secret(response: &RpcResponse) -> Result<SecretMeta
     })
 }
 
-/// Turns a `ListSecretVersionIds` response into `(TotalCount, versions)`.
+/// Turns a `ListSecretVersionIds` response into (`TotalCount`, `PageNumber` when present, the
+/// versions).
 pub(crate) fn parse_list_secret_version_ids(
     response: &RpcResponse,
-) -> Result<(u64, Vec<SecretVersion>), KmsError> {
+) -> Result<(u64, Option<u64>, Vec<SecretVersion>), KmsError> {
     let w: ListSecretVersionIdsWire = response.json()?;
     let total = w
         .total_count
         .ok_or_else(|| missing(response, "TotalCount"))?;
-    let _ = (w.request_id, w.page_number);
+    let _ = w.request_id;
     let list = w.version_ids.and_then(|v| v.version_id).unwrap_or_default();
     let mut out = Vec::with_capacity(list.len());
     for (i, v) in list.into_iter().enumerate() {
@@ -379,7 +450,7 @@ pub(crate) fn parse_list_secret_version_ids(
                 .unwrap_or_default(),
         });
     }
-    Ok((total, out))
+    Ok((total, w.page_number, out))
 }
 
 #[cfg(test)]
@@ -656,10 +727,10 @@ mod tests {
             Some(r#"{"DBInstanceId":"rm-1"}"#)
         );
         assert_eq!(m.tags.len(), 1);
-        let (total, versions) = parse_list_secret_version_ids(&ok(r#"{"TotalCount":2,"VersionIds":{"VersionId":[
+        let (total, page, versions) = parse_list_secret_version_ids(&ok(r#"{"TotalCount":2,"PageNumber":1,"VersionIds":{"VersionId":[
             {"VersionId":"v1","CreateTime":"t1","VersionStages":{"VersionStage":["ACSPrevious"]}},
             {"VersionId":"v2","CreateTime":"t2","VersionStages":{"VersionStage":["ACSCurrent"]}}]}}"#)).unwrap();
-        assert_eq!(total, 2);
+        assert_eq!((total, page), (2, Some(1)));
         assert_eq!(versions[1].version_id, "v2");
         assert_eq!(versions[0].version_stages, vec!["ACSPrevious"]);
     }

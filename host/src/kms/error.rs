@@ -53,6 +53,19 @@ pub enum KmsError {
         /// Pages fetched.
         pages: u64,
     },
+    /// A paged listing did not advance: the server answered another page than the one asked
+    /// for, exactly the items of the previous page again, or more items than the page size.
+    /// Paging stops here instead of asking again and again (see also
+    /// [`PagingLimit`](Self::PagingLimit)).
+    #[error("{action} page {page}: {problem}; paging stopped (the server does not page correctly)")]
+    PagingInconsistent {
+        /// Action being paged.
+        action: &'static str,
+        /// The page asked for (1-based).
+        page: u64,
+        /// What was wrong with the answer.
+        problem: String,
+    },
     /// The endpoint was approved for another service.
     #[error("endpoint {endpoint} was resolved for {service}, not KMS")]
     WrongService {
@@ -112,6 +125,7 @@ impl KmsError {
             Self::UnknownDataType { .. } => "unknown_data_type",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::PagingLimit { .. } => "paging_limit",
+            Self::PagingInconsistent { .. } => "paging_inconsistent",
             Self::WrongService { .. } => "wrong_service",
         }
     }

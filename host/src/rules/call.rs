@@ -158,6 +158,16 @@ impl CallError {
         }
     }
 
+    /// Cuts the text a rule's author controls — the message of an error envelope, a panic
+    /// message — to at most `max_chars` characters (`…` marks a cut). The controller does this
+    /// before such text reaches conditions, Events and logs: a careless rule could quote the
+    /// secret value it was given.
+    pub fn limit_author_text(&mut self, max_chars: usize) {
+        if let CallError::Rule { message, .. } | CallError::Panic { message, .. } = self {
+            cut_chars(message, max_chars);
+        }
+    }
+
     /// The rule's own error code, for [`CallError::Rule`].
     pub fn rule_code(&self) -> Option<&str> {
         match self {
@@ -226,7 +236,7 @@ impl LogBudget {
             s.0 -= 1.0;
             Some(std::mem::take(&mut s.2))
         } else {
-            s.2 += 1;
+            s.2 = s.2.saturating_add(1);
             None
         }
     }
@@ -298,6 +308,14 @@ impl wasmtime::ResourceLimiter for CallState {
     }
 }
 
+/// Cuts `text` to at most `max_chars` characters, marking a cut with `…`.
+pub fn cut_chars(text: &mut String, max_chars: usize) {
+    if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(cut);
+        text.push('…');
+    }
+}
+
 /// Truncates to at most `max` bytes on a char boundary.
 pub(crate) fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
@@ -338,7 +356,7 @@ pub(crate) fn define_host_functions(linker: &mut Linker<CallState>) -> wasmtime:
                 .ok_or_else(|| wasmtime::Error::new(BadGuestPointer("log")))?;
             let (data, state) = memory.data_and_store_mut(&mut caller);
             if state.logs.len() >= state.limits.log_lines_per_call {
-                state.dropped_logs += 1;
+                state.dropped_logs = state.dropped_logs.saturating_add(1);
                 return Ok(());
             }
             let (bytes, cut) = guest_bytes(data, ptr, len, state.limits.log_line_bytes)
@@ -351,7 +369,9 @@ pub(crate) fn define_host_functions(linker: &mut Linker<CallState>) -> wasmtime:
                 }
             }
             let level = Level::from_u32(level as u32);
-            if let Some(suppressed) = state.budget.take() {
+            if state.limits.log_to_host
+                && let Some(suppressed) = state.budget.take()
+            {
                 emit(&state.rule, level, &message, suppressed);
             }
             state.logs.push(GuestLog { level, message });

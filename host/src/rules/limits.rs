@@ -29,6 +29,12 @@ pub struct RuleLimits {
     /// Guest log lines per second per module that reach the host log (burst: 5 seconds'
     /// worth); the rest are counted and reported as suppressed. Default 20.
     pub log_lines_per_second: u32,
+    /// Whether guest log lines reach the host log (`tracing`, target `kmsync::rules::guest`).
+    /// They are kept in [`CallStats::logs`](super::CallStats::logs) either way. A rule's log
+    /// text is written by its author and may quote the data it was given, so the controller
+    /// turns this off unless `--rule-logs`; local commands (`kmsync rules`, `render`) keep it.
+    /// Default true.
+    pub log_to_host: bool,
 }
 
 impl Default for RuleLimits {
@@ -45,6 +51,7 @@ impl Default for RuleLimits {
             log_line_bytes: 1024,
             log_lines_per_call: 32,
             log_lines_per_second: 20,
+            log_to_host: true,
         }
     }
 }

@@ -27,7 +27,7 @@ mod limits;
 mod load;
 mod module;
 
-pub use call::{CallError, CallStats, GuestLog};
+pub use call::{CallError, CallStats, GuestLog, cut_chars};
 pub use engine::{CallObserver, EngineError, RuleEngine};
 pub use kmsync_guest_sdk::abi::{
     CandidateVersion, Context, DataType, DataValue, FilterInput, FilterOutput, Hook, Item,

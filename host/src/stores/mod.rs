@@ -21,8 +21,9 @@
 //! until a fetcher is used.
 //!
 //! Endpoints, in order of precedence: an entry's `kmsEndpoint` (user-controlled, so it must pass
-//! the [`EndpointPolicy`]: Alibaba Cloud hosts, loopback, or `--allowed-endpoints`), the
-//! controller's `--kms-endpoint`, then the public endpoint of `--region`. A
+//! the [`EndpointPolicy`]: Alibaba Cloud hosts, or `--allowed-endpoints`; loopback only where
+//! the policy allows it, i.e. not in the controller), the controller's `--kms-endpoint`
+//! (administrator-set: loopback allowed), then the public endpoint of `--region`. A
 //! `dedicatedKMSAuth` store talks to `<instance id>.cryptoservice.kms.aliyuncs.com`; an OOS
 //! store to `oos.<region>.aliyuncs.com`.
 //!
@@ -218,8 +219,10 @@ pub struct StoreResolverConfig {
     /// `--kms-endpoint`: default KMS endpoint (host or `https://` URL), checked against
     /// `policy` like any other.
     pub kms_endpoint: Option<String>,
-    /// The SSRF policy every endpoint must pass: Alibaba Cloud hosts, loopback, and the URLs
-    /// of `--allowed-endpoints` ([`EndpointPolicy::trust_url`]).
+    /// The SSRF policy every endpoint must pass: Alibaba Cloud hosts, the URLs of
+    /// `--allowed-endpoints` ([`EndpointPolicy::trust_url`]), and loopback when it allows it
+    /// (the controller does not; `--kms-endpoint`, set by the administrator, may always be
+    /// loopback).
     pub policy: EndpointPolicy,
     /// HTTP settings of the KMS, OOS and STS clients (timeouts, retries, signature, TLS
     /// roots). KMS instance clients use its timeouts and retries.
@@ -288,6 +291,21 @@ pub enum StoreError {
         #[source]
         source: Box<ClientKeyError>,
     },
+    /// Loading the ClientKey (run off the async workers, see [`ClientKey::from_json`]) did not
+    /// finish: the blocking task panicked or was cancelled (shutdown). The panic's message is
+    /// not kept: it could quote the key material being parsed.
+    ///
+    /// [`ClientKey::from_json`]: crate::dkms::ClientKey::from_json
+    #[error(
+        "spec.KMS.dedicatedKMSAuth.clientKeyContent could not be loaded: the loading task {}",
+        if *.panicked { "panicked (a kmsync bug)" } else { "was cancelled" }
+    )]
+    ClientKeyTask {
+        /// The store (`SecretStore ns/name`, `ClusterSecretStore name`).
+        store: String,
+        /// True when the task panicked; false when it was cancelled.
+        panicked: bool,
+    },
     /// No endpoint can be derived: no `--region`, no `--kms-endpoint`, no override.
     #[error(
         "no {service} endpoint is configured: start kmsync with --region (or --kms-endpoint for KMS), or set kmsEndpoint on the entry"
@@ -296,8 +314,11 @@ pub enum StoreError {
         /// The service.
         service: Service,
     },
-    /// An endpoint was refused by the endpoint policy (or is malformed).
-    #[error("{field}: endpoint {value:?} is refused")]
+    /// An endpoint was refused by the endpoint policy (or is malformed). The message is the
+    /// field and the policy's reason, e.g. `kmsEndpoint: endpoint "http://127.0.0.1:9" is not
+    /// an Alibaba Cloud KMS endpoint (loopback addresses are refused); an administrator can
+    /// allow it with --allowed-endpoints`.
+    #[error("{field}: {source}")]
     Endpoint {
         /// Where it came from: `kmsEndpoint`, `--kms-endpoint`, `--region`,
         /// `spec.KMS.dedicatedKMSAuth.endpoint`, `redirect`.
@@ -338,6 +359,7 @@ impl StoreError {
             Self::Reference { .. } => "reference",
             Self::SecretRef { .. } => "secret_ref",
             Self::ClientKey { .. } => "client_key",
+            Self::ClientKeyTask { .. } => "client_key_task",
             Self::NoEndpoint { .. } => "no_endpoint",
             Self::Endpoint { .. } => "endpoint",
             Self::Client(_) => "client",
@@ -466,6 +488,7 @@ impl StoreReadiness {
             StoreError::NoEndpoint { .. } | StoreError::Endpoint { .. } => "EndpointRefused",
             StoreError::Client(_)
             | StoreError::Instance { .. }
+            | StoreError::ClientKeyTask { .. }
             | StoreError::Kms(_)
             | StoreError::Oos(_) => "ClientSetupFailed",
         };

@@ -368,12 +368,19 @@ impl StoreResolver {
                 ep.to_owned(),
             )?),
             (None, Service::Kms) if self.kms_endpoint.is_some() => {
+                // Set by the administrator, not a tenant: loopback (a local proxy) is fine.
                 let ep = self.kms_endpoint.clone().unwrap_or_default();
-                Some(resolve(
-                    "--kms-endpoint",
-                    EndpointSource::Url(ep.clone()),
-                    ep,
-                )?)
+                Some(
+                    self.policy
+                        .clone()
+                        .allow_loopback(true)
+                        .resolve(service, &EndpointSource::Url(ep.clone()))
+                        .map_err(|source| StoreError::Endpoint {
+                            field: "--kms-endpoint".into(),
+                            value: ep,
+                            source: Box::new(source),
+                        })?,
+                )
             }
             (None, _) => match &self.region {
                 Some(region) => Some(resolve(
@@ -518,14 +525,22 @@ impl StoreResolver {
         }
         let password_text =
             SecretString::new(String::from_utf8_lossy(password.value.expose()).into_owned());
-        let client_key = ClientKey::from_json(
-            &SecretBytes::new(content.value.expose().to_vec()),
-            &password_text,
-        )
-        .map_err(|source| StoreError::ClientKey {
-            store: identity.to_string(),
-            source: Box::new(source),
-        })?;
+        let content = SecretBytes::new(content.value.expose().to_vec());
+        // PKCS#12 decryption and RSA key parsing take milliseconds of CPU: on the blocking
+        // pool, not on the async workers that serve every other object.
+        let loaded =
+            tokio::task::spawn_blocking(move || ClientKey::from_json(&content, &password_text))
+                .await;
+        let client_key = match loaded {
+            Ok(Ok(key)) => key,
+            Ok(Err(source)) => {
+                return Err(StoreError::ClientKey {
+                    store: identity.to_string(),
+                    source: Box::new(source),
+                });
+            }
+            Err(join) => return Err(client_key_task_error(identity, &join)),
+        };
         let instance_err = |source| StoreError::Instance {
             store: identity.to_string(),
             source: Box::new(source),
@@ -664,4 +679,53 @@ fn registry_ref(identity: &StoreIdentity, provider: Provider) -> StoreRef {
             Provider::Kms => "spec.KMS.KMSAuth",
             Provider::Oos => "spec.OOS.OOSAuth",
         })
+}
+
+/// A ClientKey loading task that did not finish (panicked, or cancelled at shutdown). Only
+/// whether it panicked is kept: a panic message could quote the key material.
+fn client_key_task_error(identity: &StoreIdentity, join: &tokio::task::JoinError) -> StoreError {
+    StoreError::ClientKeyTask {
+        store: identity.to_string(),
+        panicked: join.is_panic(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::StoreReadiness;
+
+    #[tokio::test]
+    async fn a_client_key_task_that_does_not_finish_is_a_clear_error_without_its_panic_text() {
+        let identity = StoreIdentity {
+            kind: StoreKind::SecretStore,
+            namespace: Some("team-a".into()),
+            name: "instance".into(),
+            uid: None,
+            generation: Some(3),
+        };
+        // A panic whose message quotes what was being parsed.
+        let panicked = tokio::task::spawn_blocking(|| -> u8 {
+            std::panic::panic_any("PrivateKeyData MIIKmarker-p12".to_owned())
+        })
+        .await
+        .unwrap_err();
+        let err = client_key_task_error(&identity, &panicked);
+        assert_eq!(err.metric_label(), "client_key_task");
+        let status = StoreReadiness::from_error(&identity, &err);
+        assert_eq!(status.reason, "ClientSetupFailed");
+        assert_eq!(
+            status.message,
+            "SecretStore team-a/instance: spec.KMS.dedicatedKMSAuth.clientKeyContent could not be loaded: the loading task panicked (a kmsync bug)"
+        );
+        assert!(!format!("{err:?}").contains("marker-p12"));
+
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let cancelled = task.await.unwrap_err();
+        assert_eq!(
+            client_key_task_error(&identity, &cancelled).to_string(),
+            "spec.KMS.dedicatedKMSAuth.clientKeyContent could not be loaded: the loading task was cancelled"
+        );
+    }
 }

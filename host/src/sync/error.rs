@@ -451,6 +451,17 @@ impl SyncError {
         }
     }
 
+    /// Cuts the author-controlled text of a rule failure (see
+    /// [`CallError::limit_author_text`]) to at most `max_chars` characters; other errors are
+    /// left as they are.
+    pub fn limit_rule_text(&mut self, max_chars: usize) {
+        if let Self::RuleError { problem, .. } = self
+            && let RuleProblem::Call(e) | RuleProblem::Config(e) = problem.as_mut()
+        {
+            e.limit_author_text(max_chars);
+        }
+    }
+
     /// The whole chain on one line: this error and its causes joined with `: `. Meant for
     /// the `Ready` condition message, Events and the CLI; it holds no secret values.
     pub fn message(&self) -> String {

@@ -37,6 +37,11 @@ pub struct PipelineConfig {
     /// `--enable-cross-namespace-secret-store`: an ExternalSecret may name a SecretStore in
     /// another namespace. Off by default (ack-secret-manager fault #3).
     pub allow_cross_namespace_store: bool,
+    /// Cut the text a rule's author controls — error and panic messages
+    /// ([`SyncError::limit_rule_text`]), `rotate` reasons — to this many characters before it
+    /// leaves the pipeline. The controller sets it: that text ends up in conditions, Events and logs.
+    /// `None`: keep it whole (`render`, whose user reads their own data).
+    pub rule_text_limit: Option<usize>,
 }
 
 /// Configs accepted by `validate_config` are remembered (by module digest and config) so the
@@ -142,6 +147,23 @@ impl Pipeline {
     /// # Errors
     /// As [`sync`](Self::sync).
     pub async fn sync_at(
+        &self,
+        es: &ExternalSecret,
+        env: &dyn SyncEnv,
+        current: Option<&CurrentState>,
+        now: DateTime<Utc>,
+    ) -> Result<SyncOutput, SyncError> {
+        self.sync_inner(es, env, current, now)
+            .await
+            .map_err(|mut e| {
+                if let Some(max) = self.config.rule_text_limit {
+                    e.limit_rule_text(max);
+                }
+                e
+            })
+    }
+
+    async fn sync_inner(
         &self,
         es: &ExternalSecret,
         env: &dyn SyncEnv,
@@ -724,6 +746,11 @@ impl Pipeline {
                     problem: Box::new(RuleProblem::Call(e)),
                 })?;
             let after = d.requeue_after.map(Duration::from_secs);
+            // The reason is the rule author's text, shown in status and Events.
+            let mut d = d;
+            if let Some(max) = self.config.rule_text_limit {
+                crate::rules::cut_chars(&mut d.reason, max);
+            }
             let decided_by = format!("spec.rules[{}] ({})", rule.index, rule.name);
             match d.action {
                 RotateAction::Sync => {

@@ -437,6 +437,7 @@ async fn cross_namespace_stores_are_refused_unless_allowed() {
         FakeKms::default().text("a", "v"),
         PipelineConfig {
             allow_cross_namespace_store: true,
+            ..PipelineConfig::default()
         },
         FetchCache::new(FetchCacheConfig::default()),
     );
@@ -673,6 +674,102 @@ async fn a_rule_error_names_the_rule_the_entry_and_the_secret_but_no_value() {
     assert!(msg.contains("not_json"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(!format!("{err:?}").contains("hunter2"));
+}
+
+/// A module named `leaky` whose `hook` returns `envelope` whatever its input.
+fn fixed_envelope_module(hook: &str, envelope: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "kmsync_abi_v1"))
+  (func (export "kmsync_alloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "{hook}") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {len})))
+  (data (i32.const 16) "{data}")
+  (@custom "kmsync.metadata" "{{\"name\":\"leaky\",\"version\":\"1.0.0\",\"abi\":\"1.0\",\"hooks\":[\"{hook}\"]}}")
+)"#,
+        len = envelope.len(),
+        data = envelope.replace('"', "\\\""),
+    );
+    wat::parse_str(&wat).unwrap()
+}
+
+/// Syncs ExternalSecret `app` (entry `a`, the rule `wasm` from a ConfigMap) with `config`.
+async fn sync_with_module(
+    config: PipelineConfig,
+    wasm: Vec<u8>,
+    current: Option<&CurrentState>,
+) -> Result<SyncOutput, SyncError> {
+    let sha = hex::encode(Sha256::digest(&wasm));
+    let spec = format!(
+        "  data:\n    - {{key: a, secretStoreRef: {{name: kms}}}}\n  rules:\n    - module: {{configMap: {{name: rules, key: leaky.wasm}}, sha256: \"{sha}\"}}\n"
+    );
+    let mut f = fixture_with(
+        FakeKms::default().text("a", "v"),
+        config,
+        FetchCache::new(FetchCacheConfig::default()),
+    );
+    f.env
+        .insert_config_map("default", "rules", [("leaky.wasm".to_owned(), wasm)]);
+    f.pipeline.sync(&es(&spec), &f.env, current).await
+}
+
+#[tokio::test]
+async fn the_controller_cuts_a_rules_own_texts_to_the_limit() {
+    let limited = PipelineConfig {
+        rule_text_limit: Some(256),
+        ..PipelineConfig::default()
+    };
+    // Texts that go on and on (here: 300 two-byte characters, then what a careless author
+    // might append, such as the value the rule was given).
+    let long = format!("{}value=hunter2-marker", "é".repeat(300));
+    let cut = format!("{}…", "é".repeat(256));
+
+    // An error envelope's message.
+    let failing = fixed_envelope_module(
+        "transform",
+        &format!(r#"{{"error":{{"code":"leak","message":"{long}"}}}}"#),
+    );
+    let err = sync_with_module(limited, failing.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "RuleError");
+    assert!(
+        err.message()
+            .ends_with(&format!("rule leaky failed: leak: {cut}")),
+        "{}",
+        err.message()
+    );
+    assert!(!format!("{err} {err:?}").contains("hunter2"));
+    // Without a limit (`render`): the whole message.
+    let err = sync_with_module(PipelineConfig::default(), failing, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().ends_with(&format!("leak: {long}")),
+        "{}",
+        err.message()
+    );
+
+    // A rotate decision's reason (shown in the condition and Events when it holds data back).
+    let skipping = fixed_envelope_module(
+        "rotate",
+        &format!(r#"{{"ok":{{"action":"skip","reason":"{long}"}}}}"#),
+    );
+    let current = CurrentState {
+        digest: Some("hmac-sha256:old".into()),
+        version: Some("v1".into()),
+        synced_at: Some(at(0)),
+    };
+    let out = sync_with_module(limited, skipping.clone(), Some(&current))
+        .await
+        .unwrap();
+    assert_eq!(out.rotation.action, RotationAction::Skip);
+    assert_eq!(out.rotation.reason, cut);
+    let out = sync_with_module(PipelineConfig::default(), skipping, Some(&current))
+        .await
+        .unwrap();
+    assert_eq!(out.rotation.reason, long);
 }
 
 #[tokio::test]

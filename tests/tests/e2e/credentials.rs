@@ -154,7 +154,9 @@ spec:
         "secretStoreRef: {name: rrsa}",
     ))
     .await;
-    w.spawn_controller(&[]).await;
+    // Not one of the default token files: the administrator lists it.
+    w.spawn_controller(&[&format!("--allowed-oidc-token-paths={}", path.display())])
+        .await;
     w.wait_es(TEAM, "db", "True", "SecretSynced").await;
     assert_eq!(
         w.secret_value(TEAM, "db", "password").as_deref(),

@@ -212,6 +212,77 @@ async fn a_rotated_secret_is_picked_up_and_nothing_is_written_or_fetched_while_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotate_rules_restart_request_is_recorded_on_the_secret_and_in_an_event() {
+    let mut w = World::start("restart-requested").await;
+    w.apply(&store_with_access_key()).await;
+    w.apply(&external_secret(
+        "db",
+        "db-password",
+        "  rules:\n    - module: {builtin: rotate-default}\n      config: {restart: true}\n",
+    ))
+    .await;
+    w.spawn_controller(&["--polling-interval=1s"]).await;
+    w.wait_es(TEAM, "db", "True", "SecretSynced").await;
+    // The first write is an initial sync, not a rotation: nothing to restart.
+    let secret = w.secret(TEAM, "db").unwrap();
+    assert!(
+        !secret
+            .metadata
+            .annotations
+            .unwrap()
+            .contains_key("kmsync.io/restart-requested")
+    );
+
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    w.emu
+        .state()
+        .add_new_version(
+            "db-password",
+            &serde_json::from_value::<NewVersion>(
+                json!({"version_id": "v2", "text": "marker-db-password-restart-5b7e"}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    w.markers.push("marker-db-password-restart-5b7e".into());
+    let stamp = wait_for("the restart annotation", || async {
+        let secret = w.secret(TEAM, "db")?;
+        (secret.data.as_ref()?.get("password")?.0 == b"marker-db-password-restart-5b7e")
+            .then_some(())?;
+        secret
+            .metadata
+            .annotations?
+            .get("kmsync.io/restart-requested")
+            .cloned()
+    })
+    .await;
+    let at = chrono::DateTime::parse_from_rfc3339(&stamp).unwrap();
+    assert!(at >= before && at <= chrono::Utc::now(), "{stamp}");
+    let event = wait_for("the RestartRequested Event", || async {
+        w.events_about("db")
+            .into_iter()
+            .find(|e| e.1 == "RestartRequested")
+    })
+    .await;
+    assert_eq!(event.0, "Normal");
+    assert!(
+        event.2.starts_with(
+            "Secret db was written (versions v2) and a rotate rule asked for the workloads using it to be restarted"
+        ),
+        "{}",
+        event.2
+    );
+    assert_eq!(
+        w.events_about("db")
+            .iter()
+            .filter(|e| e.1 == "RestartRequested")
+            .count(),
+        1
+    );
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secret_is_recreated_and_an_edited_key_restored_without_reading_kms_again() {
     let mut w = World::start("repair").await;
     w.apply(&store_with_access_key()).await;
