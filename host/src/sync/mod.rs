@@ -38,6 +38,7 @@ mod output;
 mod pipeline;
 
 pub use cache::{
+    Fetched,
     CacheStats, FetchCache, FetchCacheConfig, FetchFailure, FetchKey, ProviderKey, SourceId,
 };
 pub use digest::{
