@@ -15,8 +15,11 @@
 //! `tests/chart/test_rbac_e2e.py`.
 //!
 //! Waits use generous deadlines only as hang guards: no timing decides a test.
-
-#![allow(dead_code)]
+//!
+//! Used by the e2e suite (`tests/e2e/`) and by the scale benchmark (`scale-bench`, [`crate::scale`]),
+//! which starts the fake apiserver and the emulator on runtimes of their own
+//! ([`WorldOptions::api_runtime`], [`WorldOptions::emulator_runtime`]) so that their CPU time
+//! can be told apart.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,10 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::apiserver::{Config, FakeApiServer, Handle};
 use k8s_openapi::api::core::v1::Secret;
 use kmsync::api::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
 use kmsync::emulator::{Emulator, EmulatorHandle, Seed};
-use kmsync_tests::apiserver::{Config, FakeApiServer, Handle};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,21 +48,27 @@ pub const AK_ID: &str = "LTAI5tE2eTestKey0001";
 /// Its secret: a marker that must never be printed.
 pub const AK_SECRET: &str = "marker-ak-secret-7f3a9c";
 
-/// The kmsync binary: `$KMSYNC_BIN`, else the one next to this test binary's directory
-/// (`target/debug/kmsync`, built by `cargo test --workspace` / `cargo build -p kmsync`).
+/// The kmsync binary: `$KMSYNC_BIN`, else the one of the same profile as the running
+/// executable — next to it (a binary such as `target/release/scale-bench`) or one directory up
+/// (a test binary in `target/debug/deps/`), as built by `cargo build -p kmsync`.
 pub fn kmsync_bin() -> PathBuf {
     if let Ok(p) = std::env::var("KMSYNC_BIN") {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("kmsync");
-    assert!(
-        bin.is_file(),
-        "{} does not exist: build it with `cargo build -p kmsync` (or set KMSYNC_BIN)",
-        bin.display()
-    );
-    bin
+    let here = exe.parent().expect("executable directory");
+    let candidates = [Some(here), here.parent()];
+    let found = candidates
+        .iter()
+        .flatten()
+        .map(|dir| dir.join("kmsync"))
+        .find(|bin| bin.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "no kmsync binary next to {}: build it with `cargo build -p kmsync` (--release for a release executable), or set KMSYNC_BIN",
+            exe.display()
+        )
+    })
 }
 
 /// The default emulator seed: one AccessKey (allowed to assume the reader role), a few
@@ -196,6 +205,13 @@ pub struct WorldOptions {
     pub namespaces: Vec<String>,
     /// Chart values equivalent to the flags the test passes (for the RBAC check).
     pub chart_values: Value,
+    /// Runtime to run the fake apiserver on (default: the caller's).
+    pub api_runtime: Option<tokio::runtime::Handle>,
+    /// Runtime to run the emulator on (default: the caller's).
+    pub emulator_runtime: Option<tokio::runtime::Handle>,
+    /// Distinct names per emulator counter map (default: the emulator's bound); the scale
+    /// benchmark counts reads per secret for thousands of secrets.
+    pub emulator_counter_names: Option<usize>,
 }
 
 impl Default for WorldOptions {
@@ -206,6 +222,9 @@ impl Default for WorldOptions {
             api: Config::default().kmsync_crds(),
             namespaces: Vec::new(),
             chart_values: json!({}),
+            api_runtime: None,
+            emulator_runtime: None,
+            emulator_counter_names: None,
         }
     }
 }
@@ -257,9 +276,14 @@ impl World {
 
     /// Starts the apiserver and the emulator.
     pub async fn start_with(name: &str, options: WorldOptions) -> Self {
-        let api = FakeApiServer::start(options.api)
-            .await
-            .expect("fake apiserver starts");
+        let api = match &options.api_runtime {
+            Some(rt) => rt
+                .spawn(FakeApiServer::start(options.api))
+                .await
+                .expect("fake apiserver start task"),
+            None => FakeApiServer::start(options.api).await,
+        }
+        .expect("fake apiserver starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
@@ -267,11 +291,18 @@ impl World {
         cfg.default_namespace = "default".into();
         let client = kube::Client::try_from(cfg).expect("client");
         let seed = Seed::from_yaml_str(&options.seed).expect("seed parses");
-        let emu = Emulator::builder(seed)
-            .tls(options.tls)
-            .start()
-            .await
-            .expect("emulator starts");
+        let mut builder = Emulator::builder(seed).tls(options.tls);
+        if let Some(n) = options.emulator_counter_names {
+            builder = builder.counter_names(n);
+        }
+        let emu = match &options.emulator_runtime {
+            Some(rt) => rt
+                .spawn(builder.start())
+                .await
+                .expect("emulator start task"),
+            None => builder.start().await,
+        }
+        .expect("emulator starts");
         let world = Self {
             name: name.to_owned(),
             api,
@@ -534,7 +565,7 @@ impl World {
     }
 
     /// The successful writes of the controller whose `POD_NAME` is `pod`.
-    pub fn writes_by(&self, pod: &str) -> Vec<kmsync_tests::RequestRecord> {
+    pub fn writes_by(&self, pod: &str) -> Vec<crate::RequestRecord> {
         let tag = format!("({pod})");
         self.all_controller_writes()
             .into_iter()
@@ -578,7 +609,7 @@ impl World {
     }
 
     /// Every successful write by a controller.
-    pub fn all_controller_writes(&self) -> Vec<kmsync_tests::RequestRecord> {
+    pub fn all_controller_writes(&self) -> Vec<crate::RequestRecord> {
         self.api
             .writes()
             .into_iter()

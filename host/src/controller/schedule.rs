@@ -182,7 +182,10 @@ mod tests {
         let interval = Duration::from_secs(100);
         let jitter = t.jitter(&"k", 3, interval);
         let small = t.refresh_jitter(&"k", 3, interval);
-        assert!(small < MAX_REFRESH_JITTER && small < jitter, "{small:?} {jitter:?}");
+        assert!(
+            small < MAX_REFRESH_JITTER && small < jitter,
+            "{small:?} {jitter:?}"
+        );
         assert_eq!(small, MAX_REFRESH_JITTER.mul_f64(unit_hash(&"k", 3)));
         assert_eq!(
             t.until_refresh(&"k", 3, interval, Duration::from_secs(40), false),

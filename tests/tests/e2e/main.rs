@@ -8,4 +8,5 @@ mod fixtures;
 mod harness;
 mod instance_oos;
 mod lifecycle;
+mod scale;
 mod sync;
