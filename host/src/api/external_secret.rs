@@ -738,13 +738,20 @@ impl ExternalSecret {
 
     /// The value `status.syncedResourceVersion` takes when this object is synced now:
     /// `<metadata.generation>-<first 16 hex digits of the SHA-256 of its labels and
-    /// annotations>`. It changes when the spec (generation), a label or an annotation
+    /// annotations>` (without kubectl's `last-applied-configuration`). It changes when the spec (generation), a label or an annotation
     /// changes, and only then — which is what `refreshPolicy: OnChange` waits for.
     pub fn resource_revision(&self) -> String {
         use sha2::{Digest, Sha256};
+        // kubectl's copy of the last applied object changes with the spec (counted by the
+        // generation) and is dropped from the controller's cache: it is left out.
+        let annotations = self.metadata.annotations.as_ref().map(|a| {
+            a.iter()
+                .filter(|(k, _)| k.as_str() != "kubectl.kubernetes.io/last-applied-configuration")
+                .collect::<std::collections::BTreeMap<_, _>>()
+        });
         let meta = serde_json::json!({
             "labels": self.metadata.labels,
-            "annotations": self.metadata.annotations,
+            "annotations": annotations,
         });
         let digest = Sha256::digest(meta.to_string().as_bytes());
         format!(

@@ -596,8 +596,14 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             return failure(ctx, es, &key, err.reason(), err.message(), result).await;
         }
     };
+    // The data is as old as the oldest value used: count the next interval from when that
+    // value was read, so that every object sharing a cached value refreshes right after it
+    // expires (one read per value and interval, and a rotation reaches them all within one
+    // interval instead of up to two).
+    let data_time = now
+        - chrono::TimeDelta::from_std(out.data_age).unwrap_or_else(|_| chrono::TimeDelta::zero());
     shared.with_memo(&key, |m| {
-        m.last_refresh = Some(now);
+        m.last_refresh = Some(data_time);
         m.force_value = force_value.clone();
     });
     let revision = es.resource_revision();
@@ -689,7 +695,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             )
             .await;
     }
-    let mut next = next_refresh(shared, &key, es, Some(now), now, false);
+    let mut next = next_refresh(shared, &key, es, Some(data_time), now, false);
     if let Some(after) = out.rotation.requeue_after {
         next = Some(next.map_or(after, |n| n.min(after)));
     }
@@ -823,7 +829,8 @@ async fn write(
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match api.patch(name, &params, &Patch::Apply(&intent)).await {
-        Ok(written) => {
+        Ok(mut written) => {
+            super::watches::slim_secret(&mut written);
             metrics
                 .secret_writes
                 .get_or_create(&WriteLabels { operation: "apply" })
@@ -1008,6 +1015,7 @@ mod tests {
                     restart: false,
                     decided_by: None,
                 },
+                data_age: std::time::Duration::ZERO,
             };
             let policy = es.spec.creation_policy();
             let mut secret = target::intent(&es, &out, policy, Utc::now());

@@ -3,10 +3,16 @@
 //!
 //! * **Refresh.** An ExternalSecret with `refreshPolicy: Periodic` (the default) re-reads its
 //!   remote data every `spec.rotationInterval`, else every `--polling-interval`, counted from
-//!   `status.refreshTime` (so a restart keeps the rhythm instead of refreshing everything at
-//!   once). Each due time is pushed back by a jitter of up to [`JITTER_FRACTION`] of the
-//!   interval, fixed per object and refresh, so objects created together drift apart. Objects
-//!   already overdue when the controller starts are spread over the same window.
+//!   the time the data was read (in this process: when the oldest value the last sync used was
+//!   read from KMS, which is earlier than the sync when the value came from the fetch cache;
+//!   after a restart: `status.refreshTime`, so a restart keeps the rhythm instead of
+//!   refreshing everything at once). Counting from the read aligns every object that shares a
+//!   cached value on the moment it expires: the first of them reads it again and the rest use
+//!   that read, so a remote secret costs one call per interval and a new version reaches
+//!   every object within one interval (plus the jitter and the queue), not up to two. Each
+//!   due time is pushed back by a jitter of up to [`JITTER_FRACTION`] of the interval but at
+//!   most [`MAX_REFRESH_JITTER`], fixed per object and refresh. Objects already overdue when
+//!   the controller starts are spread over the whole [`JITTER_FRACTION`] window.
 //!   `OnChange`, `CreatedOnce` and `--disable-polling` have no refresh timer.
 //! * **Backoff.** After a failed sync the object is retried after `--reconcile-period`, then
 //!   twice that, and so on, capped at [`MAX_BACKOFF`] (never below the base); the retry time
@@ -20,6 +26,8 @@ use crate::api::{ExternalSecret, RefreshPolicy};
 
 /// Largest jitter added to a refresh, as a fraction of its interval.
 pub const JITTER_FRACTION: f64 = 0.1;
+/// Largest jitter added to a regular refresh (the rotation delay it adds is bounded by this).
+pub const MAX_REFRESH_JITTER: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failing object (unless `--reconcile-period` is longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -66,8 +74,17 @@ impl Timing {
         interval.mul_f64(JITTER_FRACTION * unit_hash(key, salt))
     }
 
+    /// The jitter of a regular refresh: like [`jitter`](Self::jitter) but within
+    /// `min(JITTER_FRACTION × interval, MAX_REFRESH_JITTER)`.
+    pub fn refresh_jitter(&self, key: &impl Hash, salt: u64, interval: Duration) -> Duration {
+        interval
+            .mul_f64(JITTER_FRACTION)
+            .min(MAX_REFRESH_JITTER)
+            .mul_f64(unit_hash(key, salt))
+    }
+
     /// How long after `since_refresh` has elapsed the next refresh is due: `interval` minus
-    /// the elapsed time, plus the jitter (zero when overdue and `spread` is false; with
+    /// the elapsed time, plus the [`refresh_jitter`](Self::refresh_jitter) (zero when overdue and `spread` is false; with
     /// `spread`, an overdue object — seen for the first time after a restart — is placed
     /// somewhere in the jitter window instead of now).
     pub fn until_refresh(
@@ -78,10 +95,9 @@ impl Timing {
         since_refresh: Duration,
         spread: bool,
     ) -> Duration {
-        let jitter = self.jitter(key, salt, interval);
         match interval.checked_sub(since_refresh) {
-            Some(left) => left + jitter,
-            None if spread => jitter,
+            Some(left) => left + self.refresh_jitter(key, salt, interval),
+            None if spread => self.jitter(key, salt, interval),
             None => Duration::ZERO,
         }
     }
@@ -165,9 +181,21 @@ mod tests {
         let t = timing();
         let interval = Duration::from_secs(100);
         let jitter = t.jitter(&"k", 3, interval);
+        let small = t.refresh_jitter(&"k", 3, interval);
+        assert!(
+            small < MAX_REFRESH_JITTER && small < jitter,
+            "{small:?} {jitter:?}"
+        );
+        assert_eq!(small, MAX_REFRESH_JITTER.mul_f64(unit_hash(&"k", 3)));
         assert_eq!(
             t.until_refresh(&"k", 3, interval, Duration::from_secs(40), false),
-            Duration::from_secs(60) + jitter
+            Duration::from_secs(60) + small
+        );
+        // Short intervals: a tenth of the interval.
+        let short = Duration::from_secs(4);
+        assert_eq!(
+            t.refresh_jitter(&"k", 3, short),
+            short.mul_f64(0.1 * unit_hash(&"k", 3))
         );
         assert_eq!(
             t.until_refresh(&"k", 3, interval, Duration::from_secs(400), false),

@@ -384,6 +384,7 @@ mod tests {
                 restart: false,
                 decided_by: None,
             },
+            data_age: std::time::Duration::ZERO,
         }
     }
 

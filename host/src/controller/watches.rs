@@ -32,7 +32,7 @@ use super::context::{Shared, Trigger};
 use super::index::{ObjectKey, StoreKey};
 use super::settings::Settings;
 use super::shutdown::Shutdown;
-use super::target::{MANAGED_SELECTOR, writer_of};
+use super::target::{FIELD_MANAGER, MANAGED_SELECTOR, writer_of};
 use crate::api::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
 
 /// Initial lists not yet complete, by watch; `/readyz` waits for none.
@@ -71,6 +71,42 @@ fn config(settings: &Settings, scope: &Option<String>) -> watcher::Config {
         _ => c,
     }
 }
+
+/// Drops what the controller never reads from a cached object, before it is cached:
+/// `metadata.managedFields` (on a busy object several KiB of field trees, most of the cache's
+/// memory) and kubectl's `last-applied-configuration` annotation (a second copy of the spec).
+fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// [`slim`] for managed Secrets, except kmsync's own apply entry, cut down to `f:data`: the
+/// data keys kmsync owns ([`super::target::owned_data_keys`]) are read from it.
+pub(crate) fn slim_secret(secret: &mut Secret) {
+    let meta = &mut secret.metadata;
+    if let Some(entries) = meta.managed_fields.as_mut() {
+        entries.retain(|e| {
+            e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+        });
+        for e in entries.iter_mut() {
+            if let Some(fields) = e.fields_v1.as_mut() {
+                let data = fields.0.get_mut("f:data").map(serde_json::Value::take);
+                fields.0 = match data {
+                    Some(d) => serde_json::json!({ "f:data": d }),
+                    None => serde_json::json!({}),
+                };
+            }
+        }
+    }
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Reflector writers and APIs for every cached watch, ready to be spawned once the shared
 /// state exists.
@@ -221,6 +257,7 @@ impl Feeds {
             let api: Api<ExternalSecret> = api_in(&client, &scope);
             let stream = watcher(api, config(settings, &scope))
                 .default_backoff()
+                .modify(slim)
                 .reflect(writer);
             tasks.push(tokio::spawn(drive(
                 name,
@@ -236,6 +273,7 @@ impl Feeds {
             let api: Api<SecretStore> = api_in(&client, &scope);
             let stream = watcher(api, config(settings, &scope))
                 .default_backoff()
+                .modify(slim)
                 .reflect(writer);
             tasks.push(tokio::spawn(drive(
                 name,
@@ -251,6 +289,7 @@ impl Feeds {
             let api: Api<Secret> = api_in(&client, &scope);
             let stream = watcher(api, config(settings, &scope).labels(MANAGED_SELECTOR))
                 .default_backoff()
+                .modify(slim_secret)
                 .reflect(writer);
             tasks.push(tokio::spawn(drive(
                 name,
@@ -292,6 +331,7 @@ impl Feeds {
             let api: Api<ClusterSecretStore> = Api::all(client.clone());
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
+                .modify(slim)
                 .reflect(writer);
             tasks.push(tokio::spawn(drive(
                 name,
@@ -307,6 +347,7 @@ impl Feeds {
             let api: Api<ClusterExternalSecret> = Api::all(client.clone());
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
+                .modify(slim)
                 .reflect(writer);
             tasks.push(tokio::spawn(drive(
                 name,
@@ -530,14 +571,20 @@ fn writer_key(secret: &Secret) -> Option<ObjectKey> {
         .map(|o| ObjectKey::namespaced(ns, &o.name))
 }
 
-/// True when `resource_version` is what kmsync itself last wrote for `es`.
+/// True when `resource_version` is what kmsync itself last wrote for `es`; the cache now holds
+/// that write, so the memory of it is dropped (one copy of each Secret, not two).
 fn own_write(shared: &Shared, es: &ObjectKey, resource_version: Option<&str>) -> bool {
     resource_version.is_some()
         && shared.with_memo(es, |m| {
-            m.last_written
+            let own = m
+                .last_written
                 .as_ref()
                 .and_then(|s| s.metadata.resource_version.as_deref())
-                == resource_version
+                == resource_version;
+            if own {
+                m.last_written = None;
+            }
+            own
         })
 }
 

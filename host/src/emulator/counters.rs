@@ -13,7 +13,12 @@ pub const OTHER: &str = "<other>";
 
 /// Adds one to `name` in `map`, or to [`OTHER`] once the map holds [`MAX_COUNTER_NAMES`] names.
 fn bump(map: &mut BTreeMap<String, u64>, name: &str) {
-    let key = if map.contains_key(name) || map.len() < MAX_COUNTER_NAMES {
+    bump_within(map, name, MAX_COUNTER_NAMES);
+}
+
+/// Adds one to `name` in `map`, or to [`OTHER`] once the map holds `limit` names.
+fn bump_within(map: &mut BTreeMap<String, u64>, name: &str, limit: usize) {
+    let key = if map.contains_key(name) || map.len() < limit {
         name
     } else {
         OTHER
@@ -34,7 +39,8 @@ pub struct CounterSnapshot {
     /// at most [`MAX_COUNTER_NAMES`] names, then [`OTHER`]).
     pub by_action: BTreeMap<String, u64>,
     /// `GetSecretValue` requests per `SecretName` parameter as sent (ARNs are counted under the
-    /// name they point to; at most [`MAX_COUNTER_NAMES`] names, then [`OTHER`]).
+    /// name they point to; at most [`MAX_COUNTER_NAMES`] names — or the limit set with
+    /// `EmulatorBuilder::counter_names` — then [`OTHER`]).
     pub get_secret_value_by_secret: BTreeMap<String, u64>,
     /// Error answers per code (including injected faults).
     pub errors_by_code: BTreeMap<String, u64>,
@@ -67,11 +73,17 @@ impl CounterSnapshot {
         self.errors_by_code.get(code).copied().unwrap_or(0)
     }
 
-    pub(crate) fn record_call(&mut self, action: &str, secret_name: Option<&str>) {
+    /// Counts a call; `secret_names` bounds the per-secret map.
+    pub(crate) fn record_call(
+        &mut self,
+        action: &str,
+        secret_name: Option<&str>,
+        secret_names: usize,
+    ) {
         self.total += 1;
         bump(&mut self.by_action, action);
         if let Some(name) = secret_name {
-            bump(&mut self.get_secret_value_by_secret, name);
+            bump_within(&mut self.get_secret_value_by_secret, name, secret_names);
         }
     }
 
@@ -101,10 +113,10 @@ mod tests {
     fn names_past_the_limit_are_counted_together() {
         let mut c = CounterSnapshot::default();
         for i in 0..MAX_COUNTER_NAMES + 10 {
-            c.record_call("GetSecretValue", Some(&format!("s{i}")));
-            c.record_call(&format!("Action{i}"), None);
+            c.record_call("GetSecretValue", Some(&format!("s{i}")), MAX_COUNTER_NAMES);
+            c.record_call(&format!("Action{i}"), None, MAX_COUNTER_NAMES);
         }
-        c.record_call("GetSecretValue", Some("s0"));
+        c.record_call("GetSecretValue", Some("s0"), MAX_COUNTER_NAMES);
         assert_eq!(c.get_secret_value_by_secret.len(), MAX_COUNTER_NAMES + 1);
         assert_eq!(c.by_action.len(), MAX_COUNTER_NAMES + 1);
         assert_eq!(c.secret("s0"), 2);

@@ -167,7 +167,11 @@ pub(crate) async fn handle(
     } else {
         None
     };
-    lock(&state.counters).record_call(&api, secret_for_count.as_deref());
+    lock(&state.counters).record_call(
+        &api,
+        secret_for_count.as_deref(),
+        state.secret_counter_names,
+    );
 
     let outcome = lock(&state.faults).evaluate(&api, Instant::now());
     if outcome.fired > 0 {

@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 pub use admin::{FaultList, NewVersion};
-pub use counters::CounterSnapshot;
+pub use counters::{CounterSnapshot, MAX_COUNTER_NAMES};
 pub use faults::{FaultKind, FaultRule};
 pub use identity::{MetadataMode, Revocation, RevokeRole};
 pub use oidc::{MintTokenRequest, TEST_KEY_ID};
@@ -102,6 +102,7 @@ impl Emulator {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
             metadata_listen: None,
+            counter_names: MAX_COUNTER_NAMES,
         }
     }
 }
@@ -114,9 +115,19 @@ pub struct EmulatorBuilder {
     admin_listen: SocketAddr,
     tls: bool,
     metadata_listen: Option<SocketAddr>,
+    counter_names: usize,
 }
 
 impl EmulatorBuilder {
+    /// Counts `GetSecretValue` per secret for up to `n` distinct names (default
+    /// [`MAX_COUNTER_NAMES`]), e.g. for a benchmark reading thousands of secrets.
+    /// The bound exists because names come from unauthenticated requests; raise it only for
+    /// trusted clients.
+    pub fn counter_names(mut self, n: usize) -> Self {
+        self.counter_names = n;
+        self
+    }
+
     /// Also serve the ECS instance metadata endpoints (plain HTTP) on `addr` (port 0 picks a
     /// free port); see [`EmulatorHandle::metadata_url`].
     pub fn metadata_listen(mut self, addr: Option<SocketAddr>) -> Self {
@@ -147,7 +158,9 @@ impl EmulatorBuilder {
     /// # Errors
     /// [`EmulatorError`] for an invalid seed, a TLS setup failure or a bind failure.
     pub async fn start(self) -> Result<EmulatorHandle, EmulatorError> {
-        let state = Arc::new(State::from_seed(&self.seed)?);
+        let mut state = State::from_seed(&self.seed)?;
+        state.secret_counter_names = self.counter_names;
+        let state = Arc::new(state);
         let tls = if self.tls {
             Some(tls::generate()?)
         } else {

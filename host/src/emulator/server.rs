@@ -354,7 +354,11 @@ async fn rpc_handler(
     } else {
         None
     };
-    lock(&state.counters).record_call(&call.action, counted_secret.as_deref());
+    lock(&state.counters).record_call(
+        &call.action,
+        counted_secret.as_deref(),
+        state.secret_counter_names,
+    );
 
     let outcome = lock(&state.faults).evaluate(&call.action, Instant::now());
     if outcome.fired > 0 {

@@ -258,6 +258,8 @@ pub struct State {
     pub(crate) sessions: Mutex<HashMap<String, StsSession>>,
     pub(crate) nonces: Mutex<NonceCache>,
     pub(crate) counters: Mutex<CounterSnapshot>,
+    /// Distinct secret names counted one by one under `GetSecretValue` (then `<other>`).
+    pub(crate) secret_counter_names: usize,
     pub(crate) faults: Mutex<FaultState>,
     /// KMS instance ClientKeys by KeyId.
     pub(crate) client_keys: HashMap<String, InstanceKey>,
@@ -344,6 +346,7 @@ impl State {
             sessions: Mutex::new(HashMap::new()),
             nonces: Mutex::new(NonceCache::default()),
             counters: Mutex::new(CounterSnapshot::default()),
+            secret_counter_names: super::counters::MAX_COUNTER_NAMES,
             faults: Mutex::new(FaultState::default()),
             client_keys,
             oos_parameters,

@@ -132,6 +132,17 @@ pub struct CacheStats {
     pub entries: usize,
 }
 
+/// A value from [`FetchCache::get_or_fetch`] and when it was read.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    /// The value (shared with every caller the same call answered).
+    pub value: Arc<SecretValue>,
+    /// When the remote call that read it returned (tokio's clock). A cached value is up to
+    /// [`FetchCacheConfig::max_age`] old; callers schedule their next refresh from here so
+    /// that every user of one value refreshes right after it expires.
+    pub read_at: Instant,
+}
+
 type Outcome = (Result<Arc<SecretValue>, Arc<FetchFailure>>, Instant);
 
 struct Cell {
@@ -222,13 +233,14 @@ impl FetchCache {
         &self,
         key: &FetchKey,
         fetch: F,
-    ) -> Result<Arc<SecretValue>, Arc<FetchFailure>>
+    ) -> Result<Fetched, Arc<FetchFailure>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<SecretValue, FetchFailure>>,
     {
         if !self.enabled {
-            return self.call(key.provider, fetch).await.0;
+            let (result, read_at) = self.call(key.provider, fetch).await;
+            return result.map(|value| Fetched { value, read_at });
         }
         self.purge_if_due();
         let (cell, was_ready) = {
@@ -246,7 +258,7 @@ impl FetchCache {
             }
         };
         let mut ran = false;
-        let (result, _) = cell
+        let (result, read_at) = cell
             .once
             .get_or_init(|| {
                 ran = true;
@@ -267,7 +279,10 @@ impl FetchCache {
                 cells.remove(key);
             }
         }
-        result.clone()
+        result.clone().map(|value| Fetched {
+            value,
+            read_at: *read_at,
+        })
     }
 
     /// Fresh and successful, or still in flight.

@@ -38,7 +38,8 @@ mod output;
 mod pipeline;
 
 pub use cache::{
-    CacheStats, FetchCache, FetchCacheConfig, FetchFailure, FetchKey, ProviderKey, SourceId,
+    CacheStats, FetchCache, FetchCacheConfig, FetchFailure, FetchKey, Fetched, ProviderKey,
+    SourceId,
 };
 pub use digest::{
     DIGEST_PREFIX, DigestKey, DigestKeyError, GENERATED_DIGEST_KEY_BYTES, MIN_DIGEST_KEY_BYTES,

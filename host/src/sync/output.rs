@@ -190,6 +190,12 @@ pub struct SyncOutput {
     pub entries: Vec<EntryResult>,
     /// Whether to write the Secret now.
     pub rotation: RotationDecision,
+    /// How long before the end of the sync the oldest value it used was read from the
+    /// provider: zero when this sync read everything itself, up to the fetch cache's max age
+    /// when it used cached values. The controller counts the next refresh interval from then,
+    /// so every object that shares a cached value refreshes right after the value expires and
+    /// a rotation reaches them all within one interval.
+    pub data_age: Duration,
 }
 
 impl SyncOutput {

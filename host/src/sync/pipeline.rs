@@ -227,8 +227,11 @@ impl Pipeline {
         });
         let results = futures::future::join_all(fetches).await;
         let mut values = Vec::with_capacity(results.len());
+        let mut oldest_read: Option<tokio::time::Instant> = None;
         for (r, result) in resolved.iter().zip(results) {
-            values.push(result.map_err(|failure| fetch_error(r, failure))?);
+            let fetched = result.map_err(|failure| fetch_error(r, failure))?;
+            oldest_read = Some(oldest_read.map_or(fetched.read_at, |o| o.min(fetched.read_at)));
+            values.push(fetched.value);
         }
 
         // Map every entry to Secret keys.
@@ -379,6 +382,7 @@ impl Pipeline {
             version,
             entries: entry_results,
             rotation,
+            data_age: oldest_read.map_or(Duration::ZERO, |at| at.elapsed()),
         })
     }
 

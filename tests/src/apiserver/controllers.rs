@@ -24,27 +24,31 @@ use super::resources::{Behaviour, ResourceType};
 use super::store::object_key;
 
 fn uid(v: &Value) -> String {
-    v.pointer("/metadata/uid")
+    v.get("metadata")
+        .and_then(|m| m.get("uid"))
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
 }
 
 fn has_finalizer(v: &Value, f: &str) -> bool {
-    v.pointer("/metadata/finalizers")
+    v.get("metadata")
+        .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(f)))
 }
 
 fn deleting(v: &Value) -> bool {
-    v.pointer("/metadata/deletionTimestamp").is_some()
+    v.get("metadata")
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some()
 }
 
-fn owner_refs(v: &Value) -> Vec<Value> {
-    v.pointer("/metadata/ownerReferences")
+fn owner_refs(v: &Value) -> &[Value] {
+    v.get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+        .map_or(&[], Vec::as_slice)
 }
 
 /// One pass of both controllers; returns whether anything changed (run again until not).
@@ -77,13 +81,19 @@ pub fn reconcile(st: &mut State, now: DateTime<Utc>) -> bool {
         let mut dangling = Vec::new();
         let mut orphaning = Vec::new();
         let mut waiting = false;
-        for r in &refs {
+        for r in refs {
             let ruid = r.get("uid").and_then(Value::as_str).unwrap_or_default();
             // An owner is looked up in the dependent's namespace (or cluster-wide): a
             // namespaced owner elsewhere counts as absent, as in the real collector.
-            let dependent_ns = v.pointer("/metadata/namespace").and_then(Value::as_str);
+            let dependent_ns = v
+                .get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str);
             let owner = by_uid.get(ruid).filter(|o| {
-                let owner_ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
+                let owner_ns = o
+                    .get("metadata")
+                    .and_then(|m| m.get("namespace"))
+                    .and_then(Value::as_str);
                 owner_ns.is_none() || owner_ns == dependent_ns
             });
             match owner {
@@ -134,7 +144,8 @@ pub fn reconcile(st: &mut State, now: DateTime<Utc>) -> bool {
         for f in ["orphan", "foregroundDeletion"] {
             if has_finalizer(v, f) && !referenced.contains(&u) {
                 let rest: Vec<Value> = v
-                    .pointer("/metadata/finalizers")
+                    .get("metadata")
+                    .and_then(|m| m.get("finalizers"))
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
@@ -165,7 +176,8 @@ pub fn reconcile(st: &mut State, now: DateTime<Utc>) -> bool {
                 continue;
             }
             let name = ns
-                .pointer("/metadata/name")
+                .get("metadata")
+                .and_then(|m| m.get("name"))
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
@@ -185,14 +197,18 @@ pub fn reconcile(st: &mut State, now: DateTime<Utc>) -> bool {
             continue;
         }
         let name = ns
-            .pointer("/metadata/name")
+            .get("metadata")
+            .and_then(|m| m.get("name"))
             .and_then(Value::as_str)
             .unwrap_or_default();
         let content: Vec<&(Arc<ResourceType>, Arc<Value>)> = objects
             .iter()
             .filter(|(t, o)| {
                 t.namespaced
-                    && o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(name)
+                    && o.get("metadata")
+                        .and_then(|m| m.get("namespace"))
+                        .and_then(Value::as_str)
+                        == Some(name)
             })
             .collect();
         let mut changed = false;

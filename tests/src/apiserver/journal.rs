@@ -133,6 +133,24 @@ impl Journal {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Records appended so far.
+    pub fn len(&self) -> usize {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when nothing was recorded (or the log was cleared).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the records from index `from` on (cheaper than a whole snapshot of a long log).
+    pub fn since(&self, from: usize) -> Vec<RequestRecord> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.get(from..)
+            .map(<[RequestRecord]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Empties the log.
     pub fn clear(&self) {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();

@@ -9,7 +9,8 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -60,6 +61,22 @@ pub type Subscription = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
 /// Namespace (`""` when cluster-scoped) and name.
 pub type ObjectKey = (String, String);
 
+/// A change and when it was committed.
+pub type TappedChange = (Instant, Arc<Change>);
+
+/// Every change committed from its creation on, in order, with its commit time: an observer
+/// that cannot lag behind (unlike a watch or the broadcast, nothing is dropped). Take what
+/// accumulated with [`ChangeTap::drain`]; dropping the tap stops the recording.
+#[derive(Debug, Default)]
+pub struct ChangeTap(Arc<Mutex<Vec<TappedChange>>>);
+
+impl ChangeTap {
+    /// The changes committed since the last call.
+    pub fn drain(&self) -> Vec<TappedChange> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// The state of every resource, the revision counter and the change history.
 pub struct Store {
     rv: u64,
@@ -69,6 +86,7 @@ pub struct Store {
     /// Every change with `rv <= compacted` is gone from the history.
     compacted: u64,
     tx: broadcast::Sender<Arc<Change>>,
+    taps: Vec<Weak<Mutex<Vec<TappedChange>>>>,
 }
 
 /// Reads `metadata.namespace` / `metadata.name`.
@@ -93,6 +111,7 @@ impl Store {
             history_limit: history_limit.max(1),
             compacted: 0,
             tx,
+            taps: Vec::new(),
         }
     }
 
@@ -220,8 +239,27 @@ impl Store {
                 self.compacted = old.rv;
             }
         }
+        if !self.taps.is_empty() {
+            let now = Instant::now();
+            self.taps.retain(|tap| match tap.upgrade() {
+                Some(tap) => {
+                    tap.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((now, change.clone()));
+                    true
+                }
+                None => false,
+            });
+        }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(change);
+    }
+
+    /// A new [`ChangeTap`] recording every change committed from now on.
+    pub fn tap(&mut self) -> ChangeTap {
+        let tap = ChangeTap::default();
+        self.taps.push(Arc::downgrade(&tap.0));
+        tap
     }
 
     /// Changes after `rv` (exclusive) plus a receiver for later ones, taken atomically so

@@ -8,5 +8,6 @@ mod fixtures;
 mod harness;
 mod instance_oos;
 mod lifecycle;
+mod scale;
 mod security;
 mod sync;
