@@ -23,9 +23,9 @@ use serde_json::json;
     about = "kmsync scale and cost benchmark: kmsync vs. one read per object (--disable-fetch-cache)"
 )]
 struct Args {
-    /// SecretStores (one per namespace).
-    #[arg(long, default_value_t = 20)]
-    stores: usize,
+    /// SecretStores (one per namespace), 1 to 99.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=99))]
+    stores: u64,
     /// Distinct remote secrets (~1 KiB JSON each).
     #[arg(long, default_value_t = 2000)]
     secrets: usize,
@@ -119,10 +119,25 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let stores = usize::try_from(args.stores)?;
+    if args.secrets < stores {
+        anyhow::bail!(
+            "--secrets {} must be at least --stores {stores}: every store reads its own secrets",
+            args.secrets
+        );
+    }
+    if args.external_secrets == 0 {
+        anyhow::bail!("--external-secrets must be at least 1");
+    }
+    if args.throttle_external_secrets > 0 && args.throttle_secrets == 0 {
+        anyhow::bail!(
+            "--throttle-secrets must be at least 1 when --throttle-external-secrets is not 0"
+        );
+    }
     let p = Duration::from_secs_f64(args.polling_interval);
     let config = ScaleConfig {
         sizes: Sizes {
-            stores: args.stores,
+            stores,
             secrets: args.secrets,
             external_secrets: args.external_secrets,
             secret_bytes: args.secret_bytes,
