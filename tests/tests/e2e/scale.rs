@@ -50,18 +50,27 @@ async fn a_small_scale_run_reads_each_secret_once_per_interval_and_writes_nothin
         "{} reads of {d} secrets over {spanned} intervals",
         run.first_sync.secret_reads
     );
-    // Idle: every secret read exactly once per interval (two intervals), nothing written.
-    assert_eq!(run.idle.per_secret_min, u64::from(config.idle_intervals));
-    assert_eq!(run.idle.per_secret_max, u64::from(config.idle_intervals));
-    assert_eq!(run.idle.secret_reads, d * u64::from(config.idle_intervals));
+    // Idle (two intervals): every secret refreshed, never more than once per interval (a
+    // read lands at interval + jitter + queueing, so a window of exactly two intervals holds
+    // one or two reads of a secret, never three), nothing written.
+    let intervals = u64::from(config.idle_intervals);
+    assert!(run.idle.per_secret_min >= 1, "{:?}", run.idle);
+    assert!(run.idle.per_secret_max <= intervals, "{:?}", run.idle);
+    assert!(run.idle.secret_reads <= d * intervals, "{:?}", run.idle);
     assert_eq!(run.idle.kube_writes, 0, "{:?}", run.idle.kube_requests);
     assert_eq!(
         run.idle.kms_calls.keys().collect::<Vec<_>>(),
         ["GetSecretValue"]
     );
-    // Rotation reaches every affected Secret, each written once.
-    assert_eq!(run.rotation.propagated, run.rotation.affected_secrets);
-    assert_eq!(run.rotation.secret_writes, run.rotation.affected_secrets);
+    // Rotation reaches every affected Secret, each written once per rotated secret it names
+    // at most (1–3; two rotated secrets read at different moments are two writes).
+    let affected = run.rotation.affected_secrets;
+    assert_eq!(run.rotation.propagated, affected);
+    assert!(
+        (affected..=3 * affected).contains(&run.rotation.secret_writes),
+        "{:?}",
+        run.rotation
+    );
     assert!(run.throttle.converged && run.throttle.objects_not_ready_at_end == 0);
     assert!(
         run.throttle.throttled_answers > 0,
