@@ -600,7 +600,10 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
     // value was read, so that every object sharing a cached value refreshes right after it
     // expires (one read per value and interval, and a rotation reaches them all within one
     // interval instead of up to two).
-    let data_time = now
+    // `data_age` is measured when the pipeline returns: count back from that moment, not
+    // from `now` (taken before the fetches, which may have waited for a pull permit).
+    let synced_at = Utc::now();
+    let data_time = synced_at
         - chrono::TimeDelta::from_std(out.data_age).unwrap_or_else(|_| chrono::TimeDelta::zero());
     shared.with_memo(&key, |m| {
         m.last_refresh = Some(data_time);
@@ -695,7 +698,7 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             )
             .await;
     }
-    let mut next = next_refresh(shared, &key, es, Some(data_time), now, false);
+    let mut next = next_refresh(shared, &key, es, Some(data_time), Utc::now(), false);
     if let Some(after) = out.rotation.requeue_after {
         next = Some(next.map_or(after, |n| n.min(after)));
     }

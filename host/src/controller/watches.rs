@@ -571,9 +571,17 @@ fn writer_key(secret: &Secret) -> Option<ObjectKey> {
         .map(|o| ObjectKey::namespaced(ns, &o.name))
 }
 
-/// True when `resource_version` is what kmsync itself last wrote for `es`; the cache now holds
-/// that write, so the memory of it is dropped (one copy of each Secret, not two).
-fn own_write(shared: &Shared, es: &ObjectKey, resource_version: Option<&str>) -> bool {
+/// True when `resource_version` is what kmsync itself last wrote for `es`. With `cached`
+/// (an `Apply` event of the managed-Secret watch, which the reflector has already stored),
+/// the cache now holds that write and the memory of it is dropped: one copy of each Secret,
+/// not two. Not on `InitApply`: during a relist the reflector stores nothing until
+/// `InitDone`, so the cache may still hold an older version.
+fn own_write(
+    shared: &Shared,
+    es: &ObjectKey,
+    resource_version: Option<&str>,
+    cached: bool,
+) -> bool {
     resource_version.is_some()
         && shared.with_memo(es, |m| {
             let own = m
@@ -581,7 +589,7 @@ fn own_write(shared: &Shared, es: &ObjectKey, resource_version: Option<&str>) ->
                 .as_ref()
                 .and_then(|s| s.metadata.resource_version.as_deref())
                 == resource_version;
-            if own {
+            if own && cached {
                 m.last_written = None;
             }
             own
@@ -590,9 +598,14 @@ fn own_write(shared: &Shared, es: &ObjectKey, resource_version: Option<&str>) ->
 
 fn on_managed_secret(shared: &Shared, event: Event<Secret>) {
     match event {
-        Event::Apply(s) | Event::InitApply(s) => {
+        event @ (Event::Apply(_) | Event::InitApply(_)) => {
+            let (s, cached) = match event {
+                Event::Apply(s) => (s, true),
+                Event::InitApply(s) => (s, false),
+                _ => return,
+            };
             if let Some(es) = writer_key(&s)
-                && !own_write(shared, &es, s.metadata.resource_version.as_deref())
+                && !own_write(shared, &es, s.metadata.resource_version.as_deref(), cached)
             {
                 shared.queues.external_secrets.urgent(es);
             }
@@ -632,7 +645,7 @@ fn on_any_secret(shared: &Shared, event: Event<PartialObjectMeta<Secret>>) {
         .is_some_and(|v| v == super::target::MANAGED_BY_VALUE);
     if !managed || deleted {
         for es in shared.index().external_secrets_targeting(ns, name) {
-            if deleted || !own_write(shared, &es, rv) {
+            if deleted || !own_write(shared, &es, rv, false) {
                 shared.queues.external_secrets.urgent(es);
             }
         }
