@@ -78,6 +78,10 @@ fn config(settings: &Settings, scope: &Option<String>) -> watcher::Config {
 fn slim<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
+    drop_last_applied(meta);
+}
+
+fn drop_last_applied(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     if let Some(a) = meta.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
@@ -101,9 +105,7 @@ pub(crate) fn slim_secret(secret: &mut Secret) {
             }
         }
     }
-    if let Some(a) = meta.annotations.as_mut() {
-        a.remove(LAST_APPLIED);
-    }
+    drop_last_applied(meta);
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -235,145 +237,132 @@ async fn drive<K, S>(
 impl Feeds {
     /// Spawns every watch; they run until `stop`.
     pub fn spawn(self, shared: Arc<Shared>, stop: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-        let pending = Arc::new(Pending::default());
-        let mut tasks = Vec::new();
+        let mut spawner = Spawner {
+            shared,
+            pending: Arc::new(Pending::default()),
+            stop,
+            tasks: Vec::new(),
+        };
         let client = self.client.clone();
         let settings = &self.settings;
-        let add = |name: String| {
-            pending
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(name.clone());
-            name
-        };
         let scope_name = |kind: &str, scope: &Option<String>| match scope {
             Some(ns) => format!("{kind}@{ns}"),
             None => kind.to_owned(),
         };
 
         for (scope, writer) in self.external_secrets {
-            let name = add(scope_name("externalsecrets", &scope));
             let api: Api<ExternalSecret> = api_in(&client, &scope);
             let stream = watcher(api, config(settings, &scope))
                 .default_backoff()
                 .modify(slim)
                 .reflect(writer);
-            tasks.push(tokio::spawn(drive(
-                name,
+            spawner.watch(
+                scope_name("externalsecrets", &scope),
                 stream,
-                shared.clone(),
-                pending.clone(),
-                stop.clone(),
                 on_external_secret,
-            )));
+            );
         }
         for (scope, writer) in self.secret_stores {
-            let name = add(scope_name("secretstores", &scope));
             let api: Api<SecretStore> = api_in(&client, &scope);
             let stream = watcher(api, config(settings, &scope))
                 .default_backoff()
                 .modify(slim)
                 .reflect(writer);
-            tasks.push(tokio::spawn(drive(
-                name,
-                stream,
-                shared.clone(),
-                pending.clone(),
-                stop.clone(),
-                on_secret_store,
-            )));
+            spawner.watch(scope_name("secretstores", &scope), stream, on_secret_store);
         }
         for (scope, writer) in self.managed_secrets {
-            let name = add(scope_name("secrets(managed)", &scope));
             let api: Api<Secret> = api_in(&client, &scope);
             let stream = watcher(api, config(settings, &scope).labels(MANAGED_SELECTOR))
                 .default_backoff()
                 .modify(slim_secret)
                 .reflect(writer);
-            tasks.push(tokio::spawn(drive(
-                name,
+            spawner.watch(
+                scope_name("secrets(managed)", &scope),
                 stream,
-                shared.clone(),
-                pending.clone(),
-                stop.clone(),
                 on_managed_secret,
-            )));
+            );
         }
         for scope in scopes(settings) {
-            let name = add(scope_name("secrets(metadata)", &scope));
             let api: Api<PartialObjectMeta<Secret>> = api_in(&client, &scope);
             let stream = watcher(api, config(settings, &scope)).default_backoff();
-            tasks.push(tokio::spawn(drive(
-                name,
+            spawner.watch(
+                scope_name("secrets(metadata)", &scope),
                 stream,
-                shared.clone(),
-                pending.clone(),
-                stop.clone(),
                 on_any_secret,
-            )));
+            );
             if settings.enable_service_account_token {
-                let name = add(scope_name("serviceaccounts(metadata)", &scope));
                 let api: Api<PartialObjectMeta<ServiceAccount>> = api_in(&client, &scope);
                 let stream = watcher(api, config(settings, &scope)).default_backoff();
-                tasks.push(tokio::spawn(drive(
-                    name,
+                spawner.watch(
+                    scope_name("serviceaccounts(metadata)", &scope),
                     stream,
-                    shared.clone(),
-                    pending.clone(),
-                    stop.clone(),
                     on_service_account,
-                )));
+                );
             }
         }
         if let Some(writer) = self.cluster_secret_stores {
-            let name = add("clustersecretstores".into());
             let api: Api<ClusterSecretStore> = Api::all(client.clone());
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
                 .modify(slim)
                 .reflect(writer);
-            tasks.push(tokio::spawn(drive(
-                name,
+            spawner.watch(
+                "clustersecretstores".into(),
                 stream,
-                shared.clone(),
-                pending.clone(),
-                stop.clone(),
                 on_cluster_secret_store,
-            )));
+            );
         }
         if let Some(writer) = self.cluster_external_secrets {
-            let name = add("clusterexternalsecrets".into());
             let api: Api<ClusterExternalSecret> = Api::all(client.clone());
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
                 .modify(slim)
                 .reflect(writer);
-            tasks.push(tokio::spawn(drive(
-                name,
+            spawner.watch(
+                "clusterexternalsecrets".into(),
                 stream,
-                shared.clone(),
-                pending.clone(),
-                stop.clone(),
                 on_cluster_external_secret,
-            )));
+            );
         }
         if let Some(writer) = self.namespaces {
-            let name = add("namespaces".into());
             let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
                 .reflect(writer);
-            tasks.push(tokio::spawn(drive(
-                name,
-                stream,
-                shared.clone(),
-                pending.clone(),
-                stop.clone(),
-                on_namespace,
-            )));
+            spawner.watch("namespaces".into(), stream, on_namespace);
         }
-        tasks
+        spawner.tasks
+    }
+}
+
+/// Starts the watch tasks of [`Feeds::spawn`]; each name is pending until its initial list.
+struct Spawner {
+    shared: Arc<Shared>,
+    pending: Arc<Pending>,
+    stop: Shutdown,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Spawner {
+    /// Registers `name` as pending and spawns [`drive`] over `stream` with `handle`.
+    fn watch<K, S>(&mut self, name: String, stream: S, handle: fn(&Shared, Event<K>))
+    where
+        K: Send + 'static,
+        S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+    {
+        self.pending
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.clone());
+        self.tasks.push(tokio::spawn(drive(
+            name,
+            stream,
+            self.shared.clone(),
+            self.pending.clone(),
+            self.stop.clone(),
+            handle,
+        )));
     }
 }
 
@@ -596,20 +585,19 @@ fn own_write(
         })
 }
 
+/// A managed Secret was added or changed (`cached`: the reflector already stores it).
+fn managed_secret_seen(shared: &Shared, s: &Secret, cached: bool) {
+    if let Some(es) = writer_key(s)
+        && !own_write(shared, &es, s.metadata.resource_version.as_deref(), cached)
+    {
+        shared.queues.external_secrets.urgent(es);
+    }
+}
+
 fn on_managed_secret(shared: &Shared, event: Event<Secret>) {
     match event {
-        event @ (Event::Apply(_) | Event::InitApply(_)) => {
-            let (s, cached) = match event {
-                Event::Apply(s) => (s, true),
-                Event::InitApply(s) => (s, false),
-                _ => return,
-            };
-            if let Some(es) = writer_key(&s)
-                && !own_write(shared, &es, s.metadata.resource_version.as_deref(), cached)
-            {
-                shared.queues.external_secrets.urgent(es);
-            }
-        }
+        Event::Apply(s) => managed_secret_seen(shared, &s, true),
+        Event::InitApply(s) => managed_secret_seen(shared, &s, false),
         Event::Delete(s) => {
             if let Some(es) = writer_key(&s) {
                 shared.queues.external_secrets.urgent(es);
