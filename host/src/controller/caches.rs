@@ -8,20 +8,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::Resource;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{Lookup, ObjectRef, Store};
+
+use super::observed::ObservedSecret;
 
 use crate::api::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
 
 /// Reflector stores of one namespaced kind: `None` = the whole cluster, else one namespace.
 #[derive(Clone)]
-pub struct Scoped<K: Resource<DynamicType = ()> + Clone + 'static> {
+pub struct Scoped<K: Lookup<DynamicType = ()> + Clone + 'static> {
     stores: Vec<(Option<String>, Store<K>)>,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> std::fmt::Debug for Scoped<K> {
+impl<K: Lookup<DynamicType = ()> + Clone + 'static> std::fmt::Debug for Scoped<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scoped")
             .field("scopes", &self.stores.len())
@@ -30,7 +31,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> std::fmt::Debug for Scoped
     }
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> Scoped<K> {
+impl<K: Lookup<DynamicType = ()> + Clone + 'static> Scoped<K> {
     /// Stores by scope.
     pub fn new(stores: Vec<(Option<String>, Store<K>)>) -> Self {
         Self { stores }
@@ -68,8 +69,8 @@ pub struct Caches {
     pub external_secrets: Scoped<ExternalSecret>,
     /// SecretStores.
     pub secret_stores: Scoped<SecretStore>,
-    /// Managed Secrets (label-selected).
-    pub managed_secrets: Scoped<Secret>,
+    /// Managed Secrets (label-selected), reduced to what the controller reads: no values.
+    pub managed_secrets: Scoped<ObservedSecret>,
     /// ClusterSecretStores (cluster-wide installs only).
     pub cluster_secret_stores: Option<Store<ClusterSecretStore>>,
     /// ClusterExternalSecrets (cluster-wide installs only).
@@ -104,7 +105,7 @@ impl Caches {
     }
 
     /// The managed Secret `namespace/name`.
-    pub fn managed_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+    pub fn managed_secret(&self, namespace: &str, name: &str) -> Option<Arc<ObservedSecret>> {
         self.managed_secrets.get(namespace, name)
     }
 

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
 
 use super::caches::Caches;
 use super::env::KubeEnv;
@@ -20,6 +19,7 @@ use super::http::Health;
 use super::index::{Index, ObjectKey, StoreKey};
 use super::kube_source::KubeSecrets;
 use super::metrics::{KindLabels, Metrics};
+use super::observed::ObservedSecret;
 use super::queue::WorkQueue;
 use super::ratelimit::StoreBuckets;
 use super::schedule::Timing;
@@ -80,13 +80,13 @@ pub struct EsMemo {
     pub last_refresh: Option<DateTime<Utc>>,
     /// The target Secret as kmsync last wrote it (until the cache catches up), to tell the
     /// controller's own write from someone else's edit and to avoid acting on a stale cache.
-    pub last_written: Option<Arc<Secret>>,
+    pub last_written: Option<Arc<ObservedSecret>>,
     /// The last `kmsync.io/force-sync` value acted on.
     pub force_value: Option<String>,
     /// The revision (`syncedResourceVersion`) this process last synced successfully.
     pub synced_revision: Option<String>,
-    /// The status this process last wrote.
-    pub last_status: Option<crate::api::ExternalSecretStatus>,
+    /// The status this process last wrote, until the cached object shows it.
+    pub last_status: Option<Box<crate::api::ExternalSecretStatus>>,
 }
 
 /// What this process remembers about one store.

@@ -17,7 +17,6 @@
 //! A failed fetch or rule never touches the Secret: the last good data stays and `Ready=False`
 //! carries the reason and the sanitised error.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,9 +33,8 @@ use super::context::{Context, Shared};
 use super::events::{EventSpec, EventType};
 use super::index::{ObjectKey, StoreKey, external_secret_stores};
 use super::metrics::WriteLabels;
-use super::target::{
-    self, Drift, FIELD_MANAGER, Ownership, current_state, data_matches_digest, owned_data_keys,
-};
+use super::observed::ObservedSecret;
+use super::target::{self, Drift, FIELD_MANAGER, Ownership, current_state, data_matches_digest};
 use crate::api::{
     Condition, ConditionStatus, CreationPolicy, DataSyncResult, DeletionPolicy, ExternalSecret,
     ExternalSecretStatus, RefreshPolicy, SecretBinding, set_condition,
@@ -182,8 +180,11 @@ where
 }
 
 /// Picks the newer of two copies of a Secret by resourceVersion (numeric where possible).
-fn newer(a: Option<Arc<Secret>>, b: Option<Arc<Secret>>) -> (Option<Arc<Secret>>, bool) {
-    let rv = |s: &Arc<Secret>| {
+fn newer(
+    a: Option<Arc<ObservedSecret>>,
+    b: Option<Arc<ObservedSecret>>,
+) -> (Option<Arc<ObservedSecret>>, bool) {
+    let rv = |s: &Arc<ObservedSecret>| {
         s.metadata
             .resource_version
             .as_deref()
@@ -200,13 +201,14 @@ fn newer(a: Option<Arc<Secret>>, b: Option<Arc<Secret>>) -> (Option<Arc<Secret>>
 }
 
 /// The target Secret as it is now: the managed cache (or what kmsync just wrote, if the cache
-/// lags behind), else a `get` (a Secret kmsync does not manage, or none).
+/// lags behind), else a `get` (a Secret kmsync does not manage, or none). Values are never
+/// kept: [`ObservedSecret`].
 async fn target_secret(
     ctx: &Context,
     key: &ObjectKey,
     namespace: &str,
     name: &str,
-) -> Result<Option<Arc<Secret>>, Error> {
+) -> Result<Option<Arc<ObservedSecret>>, Error> {
     let shared = &ctx.shared;
     let cached = shared.caches.managed_secret(namespace, name);
     if cached.is_some() {
@@ -220,7 +222,7 @@ async fn target_secret(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     api.get_opt(name)
         .await
-        .map(|s| s.map(Arc::new))
+        .map(|s| s.map(|s| Arc::new(ObservedSecret::observe(s, FIELD_MANAGER))))
         .map_err(|e| api_error("reading", format!("Secret {namespace}/{name}"), e))
 }
 
@@ -270,7 +272,7 @@ impl<'a> LastSync<'a> {
 fn sync_reason(
     timing: &super::schedule::Timing,
     es: &ExternalSecret,
-    secret: Option<&Secret>,
+    secret: Option<&ObservedSecret>,
     policy: CreationPolicy,
     now: DateTime<Utc>,
     last: LastSync<'_>,
@@ -289,8 +291,7 @@ fn sync_reason(
         match secret {
             None => return Some("the Secret does not exist"),
             Some(s) => {
-                let owned = owned_data_keys(s, FIELD_MANAGER);
-                if !data_matches_digest(s, &owned, digest_key) {
+                if !data_matches_digest(s, digest_key) {
                     return Some("the Secret's data was changed outside kmsync");
                 }
                 if policy != CreationPolicy::Merge && !target::is_managed(s) {
@@ -418,7 +419,8 @@ async fn write_status(
         .await
     {
         Ok(_) => {
-            ctx.shared.with_memo(key, |m| m.last_status = Some(status));
+            ctx.shared
+                .with_memo(key, |m| m.last_status = Some(Box::new(status)));
             Ok(true)
         }
         Err(e) if is_status(&e, 404) => Ok(false),
@@ -431,13 +433,22 @@ async fn write_status(
 }
 
 /// The status as kmsync last wrote it (the cached object may not show it yet), else the
-/// cached object's.
+/// cached object's. Once the cached object shows that status, the memory of it is dropped
+/// (one copy per object, not two).
 fn current_status(
     shared: &Shared,
     es: &ExternalSecret,
     key: &ObjectKey,
 ) -> Option<ExternalSecretStatus> {
-    shared.memo(key).last_status.or_else(|| es.status.clone())
+    shared.with_memo(key, |m| match m.last_status.take() {
+        Some(written) if es.status.as_ref() == Some(&*written) => Some(*written),
+        Some(written) => {
+            let status = (*written).clone();
+            m.last_status = Some(written);
+            Some(status)
+        }
+        None => es.status.clone(),
+    })
 }
 
 fn reference(es: &ExternalSecret) -> k8s_openapi::api::core::v1::ObjectReference {
@@ -772,19 +783,16 @@ async fn write(
     ctx: &Context,
     es: &ExternalSecret,
     key: &ObjectKey,
-    secret: Option<&Secret>,
+    secret: Option<&ObservedSecret>,
     out: &SyncOutput,
     policy: CreationPolicy,
     now: DateTime<Utc>,
 ) -> Result<Option<&'static str>, String> {
     let mut intent = target::intent(es, out, policy, now);
     target::stamp_restart(&mut intent, out, secret, now);
-    let owned: BTreeSet<String> = secret
-        .map(|s| owned_data_keys(s, FIELD_MANAGER))
-        .unwrap_or_default();
     let drift = match secret {
         None => Drift::Apply("missing"),
-        Some(s) => target::drift(s, &intent, &owned),
+        Some(s) => target::drift(s, &intent),
     };
     let wanted = match out.rotation.action {
         RotationAction::Sync | RotationAction::Unchanged => true,
@@ -832,8 +840,8 @@ async fn write(
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match api.patch(name, &params, &Patch::Apply(&intent)).await {
-        Ok(mut written) => {
-            super::watches::slim_secret(&mut written);
+        Ok(written) => {
+            let written = ObservedSecret::observe(written, FIELD_MANAGER);
             metrics
                 .secret_writes
                 .get_or_create(&WriteLabels { operation: "apply" })
@@ -950,10 +958,10 @@ async fn cleanup(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
 mod tests {
     use super::*;
 
-    fn secret(rv: &str) -> Arc<Secret> {
+    fn secret(rv: &str) -> Arc<ObservedSecret> {
         let mut s = Secret::default();
         s.metadata.resource_version = Some(rv.into());
-        Arc::new(s)
+        Arc::new(ObservedSecret::observe(s, FIELD_MANAGER))
     }
 
     #[test]
@@ -984,6 +992,10 @@ mod tests {
 
         fn key() -> DigestKey {
             DigestKey::from_bytes(&[3u8; 32]).unwrap()
+        }
+
+        fn observe(s: Secret) -> ObservedSecret {
+            ObservedSecret::observe(s, FIELD_MANAGER)
         }
 
         /// A synced ExternalSecret (status of this revision, Ready) and the Secret it wrote.
@@ -1056,10 +1068,11 @@ mod tests {
             let fresh = crate::controller::context::EsMemo::default();
             let mut last = LastSync::of(es, &fresh);
             last.refreshed = since_refresh.map(|s| now - chrono::Duration::seconds(s));
+            let secret = secret.map(|s| observe(s.clone()));
             sync_reason(
                 &timing(),
                 es,
-                secret,
+                secret.as_ref(),
                 es.spec.creation_policy(),
                 now,
                 last,
@@ -1085,7 +1098,7 @@ mod tests {
                 sync_reason(
                     &timing(),
                     &es,
-                    Some(&secret),
+                    Some(&observe(secret.clone())),
                     CreationPolicy::Owner,
                     now,
                     last,
@@ -1103,7 +1116,7 @@ mod tests {
                 sync_reason(
                     &timing(),
                     &es,
-                    Some(&secret),
+                    Some(&observe(secret.clone())),
                     CreationPolicy::Owner,
                     now,
                     last,

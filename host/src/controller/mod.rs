@@ -37,6 +37,7 @@ pub mod index;
 pub mod kube_source;
 pub mod leader;
 pub mod metrics;
+pub mod observed;
 pub mod queue;
 pub mod ratelimit;
 pub mod schedule;

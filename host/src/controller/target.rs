@@ -20,7 +20,7 @@
 //! ([`Ownership::Foreign`], condition `SecretConflict`) — except with `creationPolicy: Merge`,
 //! which writes only kmsync's keys into a Secret someone else created.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
@@ -28,8 +28,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
+use super::observed::ObservedSecret;
 use crate::api::{CreationPolicy, ExternalSecret};
-use crate::sync::{CurrentState, SyncOutput};
+use crate::sync::{CurrentState, SyncOutput, fingerprint};
 
 /// The field manager of every kmsync write.
 pub const FIELD_MANAGER: &str = "kmsync";
@@ -72,18 +73,18 @@ fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
 }
 
 /// True when `secret` carries kmsync's managed-by label.
-pub fn is_managed(secret: &Secret) -> bool {
+pub fn is_managed(secret: &ObservedSecret) -> bool {
     label(&secret.metadata, MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
 }
 
 /// The name of the ExternalSecret a Secret says it is written by.
-pub fn writer_of(secret: &Secret) -> Option<&str> {
+pub fn writer_of(secret: &ObservedSecret) -> Option<&str> {
     annotation(&secret.metadata, EXTERNAL_SECRET_ANNOTATION)
 }
 
 /// Decides whether `es` (with `policy`) may write the existing `secret`.
 pub fn ownership(
-    secret: Option<&Secret>,
+    secret: Option<&ObservedSecret>,
     es: &ExternalSecret,
     policy: CreationPolicy,
 ) -> Ownership {
@@ -126,7 +127,7 @@ pub fn ownership(
 
 /// What the Secret holds according to kmsync's annotations (for the pipeline's rotation
 /// decision).
-pub fn current_state(secret: &Secret) -> CurrentState {
+pub fn current_state(secret: &ObservedSecret) -> CurrentState {
     let meta = &secret.metadata;
     CurrentState {
         digest: annotation(meta, DIGEST_ANNOTATION).map(str::to_owned),
@@ -207,7 +208,7 @@ pub fn restart_requested(out: &SyncOutput) -> bool {
 pub fn stamp_restart(
     intent: &mut Secret,
     out: &SyncOutput,
-    existing: Option<&Secret>,
+    existing: Option<&ObservedSecret>,
     now: DateTime<Utc>,
 ) {
     let value = if restart_requested(out) {
@@ -226,29 +227,6 @@ pub fn stamp_restart(
     }
 }
 
-/// The data keys field manager `manager` owns through server-side apply (from
-/// `metadata.managedFields`).
-pub fn owned_data_keys(secret: &Secret, manager: &str) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    for entry in secret.metadata.managed_fields.iter().flatten() {
-        if entry.manager.as_deref() != Some(manager) || entry.operation.as_deref() != Some("Apply")
-        {
-            continue;
-        }
-        let Some(fields) = &entry.fields_v1 else {
-            continue;
-        };
-        if let Some(data) = fields.0.get("f:data").and_then(|d| d.as_object()) {
-            keys.extend(
-                data.keys()
-                    .filter_map(|k| k.strip_prefix("f:"))
-                    .map(str::to_owned),
-            );
-        }
-    }
-    keys
-}
-
 /// How the existing Secret differs from the intent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Drift {
@@ -262,17 +240,17 @@ pub enum Drift {
 }
 
 /// Compares `actual` with `intent` (ignoring `kmsync.io/synced-at`, which only changes with a
-/// write). `owned` are the data keys kmsync applied before: one it no longer wants must go.
-pub fn drift(actual: &Secret, intent: &Secret, owned: &BTreeSet<String>) -> Drift {
+/// write). Values are compared by fingerprint. A data key kmsync applied before
+/// ([`ObservedSecret::owned_keys`]) and no longer wants must go.
+pub fn drift(actual: &ObservedSecret, intent: &Secret) -> Drift {
     let empty = BTreeMap::new();
-    let actual_data = actual.data.as_ref().unwrap_or(&empty);
     let intent_data = intent.data.as_ref().unwrap_or(&empty);
     let data_differs = intent_data
         .iter()
-        .any(|(k, v)| actual_data.get(k) != Some(v))
-        || owned
-            .iter()
-            .any(|k| !intent_data.contains_key(k) && actual_data.contains_key(k));
+        .any(|(k, v)| actual.fingerprint(k) != Some(&fingerprint(&v.0)))
+        || actual
+            .owned_keys()
+            .any(|k| !intent_data.contains_key(k) && actual.has_key(k));
     let actual_type = actual.type_.as_deref().unwrap_or("Opaque");
     if let Some(t) = &intent.type_
         && t != actual_type
@@ -320,27 +298,19 @@ pub fn drift(actual: &Secret, intent: &Secret, owned: &BTreeSet<String>) -> Drif
 
 /// True when the Secret's data for kmsync's keys matches the digest recorded on it, i.e.
 /// nobody changed kmsync's values by hand. Used between refreshes, where no desired data is
-/// at hand: the recorded digest is recomputed over the keys kmsync owns.
-pub fn data_matches_digest(
-    secret: &Secret,
-    owned: &BTreeSet<String>,
-    key: &crate::sync::DigestKey,
-) -> bool {
+/// at hand: the recorded digest is recomputed from the fingerprints of the keys kmsync owns.
+pub fn data_matches_digest(secret: &ObservedSecret, key: &crate::sync::DigestKey) -> bool {
     let Some(recorded) = annotation(&secret.metadata, DIGEST_ANNOTATION) else {
         return false;
     };
-    let empty = BTreeMap::new();
-    let data = secret.data.as_ref().unwrap_or(&empty);
-    let mut ours = BTreeMap::new();
-    for k in owned {
-        match data.get(k) {
-            Some(v) => {
-                ours.insert(k.clone(), crate::value::SecretBytes::new(v.0.clone()));
-            }
+    let mut ours = Vec::with_capacity(secret.owned_keys().len());
+    for k in secret.owned_keys() {
+        match secret.fingerprint(k) {
+            Some(fp) => ours.push((k, *fp)),
             None => return false,
         }
     }
-    key.digest(&ours) == recorded
+    key.digest_fingerprints(ours.into_iter()) == recorded
 }
 
 #[cfg(test)]
@@ -388,7 +358,12 @@ mod tests {
         }
     }
 
-    fn written(es: &ExternalSecret, data: &[(&str, &str)], policy: CreationPolicy) -> Secret {
+    /// The Secret `es` wrote with `data`, as the API server returns it.
+    fn written_secret(
+        es: &ExternalSecret,
+        data: &[(&str, &str)],
+        policy: CreationPolicy,
+    ) -> Secret {
         let mut s = intent(es, &output(data), policy, Utc::now());
         s.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
             manager: Some(FIELD_MANAGER.into()),
@@ -401,11 +376,23 @@ mod tests {
         s
     }
 
+    fn written(
+        es: &ExternalSecret,
+        data: &[(&str, &str)],
+        policy: CreationPolicy,
+    ) -> ObservedSecret {
+        ObservedSecret::observe(written_secret(es, data, policy), FIELD_MANAGER)
+    }
+
+    fn observe(s: Secret) -> ObservedSecret {
+        ObservedSecret::observe(s, FIELD_MANAGER)
+    }
+
     #[test]
     fn a_requested_restart_is_stamped_on_the_write_and_kept_by_later_ones() {
         let e = es("app", "u1");
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap();
-        let stamped = |out: &SyncOutput, existing: Option<&Secret>| {
+        let stamped = |out: &SyncOutput, existing: Option<&ObservedSecret>| {
             let mut s = intent(&e, out, CreationPolicy::Owner, now);
             stamp_restart(&mut s, out, existing, now);
             s.metadata
@@ -446,13 +433,13 @@ mod tests {
     #[test]
     fn an_unlabelled_secret_is_never_taken_over_unless_merging() {
         let e = es("app", "u1");
-        let foreign = Secret {
+        let foreign = observe(Secret {
             metadata: ObjectMeta {
                 name: Some("app".into()),
                 ..ObjectMeta::default()
             },
             ..Secret::default()
-        };
+        });
         assert!(matches!(
             ownership(Some(&foreign), &e, CreationPolicy::Owner),
             Ownership::Foreign(m) if m.contains("was not created by kmsync")
@@ -546,10 +533,10 @@ mod tests {
             CreationPolicy::Owner,
             Utc::now(),
         );
-        let mut actual = written(&e, &[("a", "1"), ("b", "2")], CreationPolicy::Owner);
-        let owned = owned_data_keys(&actual, FIELD_MANAGER);
-        assert_eq!(owned, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
-        assert_eq!(drift(&actual, &want, &owned), Drift::None);
+        let mut actual = written_secret(&e, &[("a", "1"), ("b", "2")], CreationPolicy::Owner);
+        let clean = observe(actual.clone());
+        assert_eq!(clean.owned_keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(drift(&clean, &want), Drift::None);
 
         // Someone adds their own key: not kmsync's business.
         actual
@@ -557,14 +544,17 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("theirs".into(), ByteString(b"x".to_vec()));
-        assert_eq!(drift(&actual, &want, &owned), Drift::None);
+        assert_eq!(drift(&observe(actual.clone()), &want), Drift::None);
         // Someone edits kmsync's key: restore.
         actual
             .data
             .as_mut()
             .unwrap()
             .insert("a".into(), ByteString(b"hacked".to_vec()));
-        assert_eq!(drift(&actual, &want, &owned), Drift::Apply("data"));
+        assert_eq!(drift(&observe(actual.clone()), &want), Drift::Apply("data"));
+        // Someone deletes kmsync's key: restore.
+        actual.data.as_mut().unwrap().remove("a");
+        assert_eq!(drift(&observe(actual), &want), Drift::Apply("data"));
         // A key kmsync wrote and no longer wants: remove it.
         let fewer = intent(
             &e,
@@ -572,19 +562,19 @@ mod tests {
             CreationPolicy::Owner,
             Utc::now(),
         );
-        let clean = written(&e, &[("a", "1"), ("b", "2")], CreationPolicy::Owner);
-        assert_eq!(drift(&clean, &fewer, &owned), Drift::Apply("data"));
+        assert_eq!(drift(&clean, &fewer), Drift::Apply("data"));
+        // ... unless it is gone already.
+        let mut gone = written_secret(&e, &[("a", "1"), ("b", "2")], CreationPolicy::Owner);
+        gone.data.as_mut().unwrap().remove("a");
+        assert_eq!(drift(&observe(gone), &fewer), Drift::None);
         // The owner reference was stripped.
         let mut orphaned = clean.clone();
         orphaned.metadata.owner_references = None;
-        assert_eq!(
-            drift(&orphaned, &want, &owned),
-            Drift::Apply("owner reference")
-        );
+        assert_eq!(drift(&orphaned, &want), Drift::Apply("owner reference"));
         // The label was removed.
         let mut unlabelled = clean.clone();
         unlabelled.metadata.labels = None;
-        assert_eq!(drift(&unlabelled, &want, &owned), Drift::Apply("labels"));
+        assert_eq!(drift(&unlabelled, &want), Drift::Apply("labels"));
     }
 
     #[test]
@@ -595,21 +585,20 @@ mod tests {
         let want = intent(&e, &out, CreationPolicy::Owner, Utc::now());
         let mut actual = written(&e, &[("a", "0")], CreationPolicy::Owner);
         actual.immutable = Some(true);
-        let owned = owned_data_keys(&actual, FIELD_MANAGER);
-        assert!(matches!(drift(&actual, &want, &owned), Drift::Replace(_)));
+        assert!(matches!(drift(&actual, &want), Drift::Replace(_)));
         // Same data: nothing to do, even though it is immutable.
         let same = {
             let mut s = written(&e, &[("a", "1")], CreationPolicy::Owner);
             s.immutable = Some(true);
             s
         };
-        assert_eq!(drift(&same, &want, &owned), Drift::None);
+        assert_eq!(drift(&same, &want), Drift::None);
         let mut tls = output(&[("a", "1")]);
         tls.secret.type_ = "kubernetes.io/tls".into();
         let want_tls = intent(&e, &tls, CreationPolicy::Owner, Utc::now());
         let plain = written(&e, &[("a", "1")], CreationPolicy::Owner);
         assert_eq!(
-            drift(&plain, &want_tls, &owned),
+            drift(&plain, &want_tls),
             Drift::Replace("the Secret type changes")
         );
     }
@@ -618,22 +607,49 @@ mod tests {
     fn the_recorded_digest_detects_hand_edits_without_the_desired_data() {
         let key = crate::sync::DigestKey::from_bytes(&[7u8; 32]).unwrap();
         let e = es("app", "u1");
-        let data: BTreeMap<String, SecretBytes> = [("a".to_owned(), SecretBytes::from("1"))]
-            .into_iter()
-            .collect();
-        let mut out = output(&[("a", "1")]);
+        let data: BTreeMap<String, SecretBytes> = [
+            ("a".to_owned(), SecretBytes::from("1")),
+            ("b".to_owned(), SecretBytes::from("2")),
+        ]
+        .into_iter()
+        .collect();
+        let mut out = output(&[("a", "1"), ("b", "2")]);
         out.digest = key.digest(&data);
-        let mut s = intent(&e, &out, CreationPolicy::Owner, Utc::now());
-        let owned = BTreeSet::from(["a".to_owned()]);
-        assert!(data_matches_digest(&s, &owned, &key));
-        s.data
+        let mut s = written_secret(&e, &[("a", "1"), ("b", "2")], CreationPolicy::Owner);
+        s.metadata.annotations = intent(&e, &out, CreationPolicy::Owner, Utc::now())
+            .metadata
+            .annotations;
+        assert!(data_matches_digest(&observe(s.clone()), &key));
+        // A key of someone else's does not count.
+        let mut theirs = s.clone();
+        theirs
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("c".into(), ByteString(b"3".to_vec()));
+        assert!(data_matches_digest(&observe(theirs), &key));
+        // Another key gives another digest.
+        let other = crate::sync::DigestKey::from_bytes(&[8u8; 32]).unwrap();
+        assert!(!data_matches_digest(&observe(s.clone()), &other));
+        let mut edited = s.clone();
+        edited
+            .data
             .as_mut()
             .unwrap()
             .insert("a".into(), ByteString(b"2".to_vec()));
-        assert!(!data_matches_digest(&s, &owned, &key));
-        s.data.as_mut().unwrap().remove("a");
-        assert!(!data_matches_digest(&s, &owned, &key));
-        let state = current_state(&intent(&e, &out, CreationPolicy::Owner, Utc::now()));
+        assert!(!data_matches_digest(&observe(edited), &key));
+        let mut removed = s.clone();
+        removed.data.as_mut().unwrap().remove("a");
+        assert!(!data_matches_digest(&observe(removed), &key));
+        let mut unrecorded = s.clone();
+        unrecorded
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(DIGEST_ANNOTATION);
+        assert!(!data_matches_digest(&observe(unrecorded), &key));
+        let state = current_state(&observe(s));
         assert_eq!(state.digest.as_deref(), Some(out.digest.as_str()));
         assert_eq!(state.version.as_deref(), Some("v1"));
         assert!(state.synced_at.is_some());

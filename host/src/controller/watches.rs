@@ -18,18 +18,19 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::Resource;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::reflector::{self, Lookup, store::Writer};
 use kube::runtime::watcher::{self, Event, watcher};
 
 use super::caches::{Caches, Scoped};
 use super::context::{Shared, Trigger};
 use super::index::{ObjectKey, StoreKey};
+use super::observed::ObservedSecret;
 use super::settings::Settings;
 use super::shutdown::Shutdown;
 use super::target::{FIELD_MANAGER, MANAGED_SELECTOR, writer_of};
@@ -78,34 +79,22 @@ fn config(settings: &Settings, scope: &Option<String>) -> watcher::Config {
 fn slim<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
-    drop_last_applied(meta);
-}
-
-fn drop_last_applied(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     if let Some(a) = meta.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
 }
 
-/// [`slim`] for managed Secrets, except kmsync's own apply entry, cut down to `f:data`: the
-/// data keys kmsync owns ([`super::target::owned_data_keys`]) are read from it.
-pub(crate) fn slim_secret(secret: &mut Secret) {
-    let meta = &mut secret.metadata;
-    if let Some(entries) = meta.managed_fields.as_mut() {
-        entries.retain(|e| {
-            e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
-        });
-        for e in entries.iter_mut() {
-            if let Some(fields) = e.fields_v1.as_mut() {
-                let data = fields.0.get_mut("f:data").map(serde_json::Value::take);
-                fields.0 = match data {
-                    Some(d) => serde_json::json!({ "f:data": d }),
-                    None => serde_json::json!({}),
-                };
-            }
-        }
+/// A watch event's object as an [`ObservedSecret`] (managed Secrets are cached that way:
+/// fingerprints instead of values, only the metadata the controller reads).
+fn observe_event(event: Event<Secret>) -> Event<ObservedSecret> {
+    let observe = |s| ObservedSecret::observe(s, FIELD_MANAGER);
+    match event {
+        Event::Apply(s) => Event::Apply(observe(s)),
+        Event::Delete(s) => Event::Delete(observe(s)),
+        Event::InitApply(s) => Event::InitApply(observe(s)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
     }
-    drop_last_applied(meta);
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -117,7 +106,7 @@ pub struct Feeds {
     settings: Settings,
     external_secrets: ScopedWriters<ExternalSecret>,
     secret_stores: ScopedWriters<SecretStore>,
-    managed_secrets: ScopedWriters<Secret>,
+    managed_secrets: ScopedWriters<ObservedSecret>,
     cluster_secret_stores: Option<Writer<ClusterSecretStore>>,
     cluster_external_secrets: Option<Writer<ClusterExternalSecret>>,
     namespaces: Option<Writer<PartialObjectMeta<Namespace>>>,
@@ -134,7 +123,7 @@ type ScopedWriters<K> = Vec<(Option<String>, Writer<K>)>;
 
 fn scoped<K>(settings: &Settings) -> (Scoped<K>, ScopedWriters<K>)
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Lookup<DynamicType = ()> + Clone + 'static,
 {
     let mut readers = Vec::new();
     let mut writers = Vec::new();
@@ -272,10 +261,12 @@ impl Feeds {
         }
         for (scope, writer) in self.managed_secrets {
             let api: Api<Secret> = api_in(&client, &scope);
-            let stream = watcher(api, config(settings, &scope).labels(MANAGED_SELECTOR))
-                .default_backoff()
-                .modify(slim_secret)
-                .reflect(writer);
+            let stream = reflector::reflector(
+                writer,
+                watcher(api, config(settings, &scope).labels(MANAGED_SELECTOR))
+                    .default_backoff()
+                    .map_ok(observe_event),
+            );
             spawner.watch(
                 scope_name("secrets(managed)", &scope),
                 stream,
@@ -377,24 +368,37 @@ fn ces_owner(
         .map(|o| ObjectKey::cluster(&o.name))
 }
 
+/// An ExternalSecret was added or changed (`cached`: the reflector already stores it).
+fn external_secret_seen(shared: &Shared, es: &ExternalSecret, cached: bool) {
+    let key = ObjectKey::of(&es.metadata);
+    shared.index().set_external_secret(&key, es);
+    let trigger = Trigger::of(&es.metadata);
+    let changed = shared.with_memo(&key, |m| {
+        let changed = m.trigger.as_ref() != Some(&trigger);
+        m.trigger = Some(trigger);
+        // The cache now shows the status kmsync wrote: one copy of it, not two. Not on
+        // `InitApply`, which the reflector stores only at `InitDone`.
+        if cached
+            && m.last_status
+                .as_deref()
+                .is_some_and(|s| es.status.as_ref() == Some(s))
+        {
+            m.last_status = None;
+        }
+        changed
+    });
+    if changed {
+        shared.queues.external_secrets.urgent(key);
+        if let Some(ces) = ces_owner(&es.metadata) {
+            shared.queues.cluster_external_secrets.urgent(ces);
+        }
+    }
+}
+
 fn on_external_secret(shared: &Shared, event: Event<ExternalSecret>) {
     match event {
-        Event::Apply(es) | Event::InitApply(es) => {
-            let key = ObjectKey::of(&es.metadata);
-            shared.index().set_external_secret(&key, &es);
-            let trigger = Trigger::of(&es.metadata);
-            let changed = shared.with_memo(&key, |m| {
-                let changed = m.trigger.as_ref() != Some(&trigger);
-                m.trigger = Some(trigger);
-                changed
-            });
-            if changed {
-                shared.queues.external_secrets.urgent(key);
-                if let Some(ces) = ces_owner(&es.metadata) {
-                    shared.queues.cluster_external_secrets.urgent(ces);
-                }
-            }
-        }
+        Event::Apply(es) => external_secret_seen(shared, &es, true),
+        Event::InitApply(es) => external_secret_seen(shared, &es, false),
         Event::Delete(es) => {
             let key = ObjectKey::of(&es.metadata);
             shared.queues.external_secrets.forget(&key);
@@ -546,7 +550,7 @@ fn on_namespace(shared: &Shared, event: Event<PartialObjectMeta<Namespace>>) {
 }
 
 /// The ExternalSecret writing a managed Secret: the annotation, else the controller owner.
-fn writer_key(secret: &Secret) -> Option<ObjectKey> {
+fn writer_key(secret: &ObservedSecret) -> Option<ObjectKey> {
     let ns = secret.metadata.namespace.as_deref()?;
     if let Some(w) = writer_of(secret) {
         return Some(ObjectKey::namespaced(ns, w));
@@ -586,7 +590,7 @@ fn own_write(
 }
 
 /// A managed Secret was added or changed (`cached`: the reflector already stores it).
-fn managed_secret_seen(shared: &Shared, s: &Secret, cached: bool) {
+fn managed_secret_seen(shared: &Shared, s: &ObservedSecret, cached: bool) {
     if let Some(es) = writer_key(s)
         && !own_write(shared, &es, s.metadata.resource_version.as_deref(), cached)
     {
@@ -594,7 +598,7 @@ fn managed_secret_seen(shared: &Shared, s: &Secret, cached: bool) {
     }
 }
 
-fn on_managed_secret(shared: &Shared, event: Event<Secret>) {
+fn on_managed_secret(shared: &Shared, event: Event<ObservedSecret>) {
     match event {
         Event::Apply(s) => managed_secret_seen(shared, &s, true),
         Event::InitApply(s) => managed_secret_seen(shared, &s, false),
@@ -673,7 +677,7 @@ mod tests {
 
     #[test]
     fn a_managed_secret_names_its_writer_by_annotation_or_owner() {
-        let mut s = Secret::default();
+        let mut s = ObservedSecret::observe(Secret::default(), FIELD_MANAGER);
         s.metadata.namespace = Some("ns".into());
         assert_eq!(writer_key(&s), None);
         s.metadata.owner_references = Some(vec![super::super::target::owner_reference(&{

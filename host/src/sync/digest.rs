@@ -1,20 +1,26 @@
 //! Keyed digests of Secret data: HMAC-SHA256 with a per-installation key over a canonical
-//! encoding of the sorted keys and values.
+//! encoding of the sorted keys and the SHA-256 [`fingerprint`] of each value.
 //!
 //! A bare hash of the values would let anyone who can read the digest (an annotation, a
 //! status field, a rule's `rotate` input) test guesses of low-entropy values offline; with a
 //! key they cannot (`shared/docs/security.md`, "Change-detection hash reveals low-entropy
 //! values").
 //!
-//! Canonical encoding (version 1), fed to the MAC in this order:
+//! Canonical encoding (version 2), fed to the MAC in this order:
 //!
 //! ```text
-//! "kmsync-data-v1" || u64be(number of keys)
-//!   || for each key in byte order: u64be(len(key)) || key || u64be(len(value)) || value
+//! "kmsync-data-v2" || u64be(number of keys)
+//!   || for each key in byte order: u64be(len(key)) || key || SHA-256(value)
 //! ```
 //!
-//! Length prefixes make the encoding injective (no two different maps encode alike). The
-//! digest is written `hmac-sha256:<64 lowercase hex>`.
+//! The length prefix and the fixed-size fingerprint make the encoding injective (no two
+//! different maps encode alike, short of a SHA-256 collision). The digest is written
+//! `hmac-sha256:<64 lowercase hex>`.
+//!
+//! Why fingerprints rather than the values themselves (version 1 hashed the values): the
+//! controller keeps only the fingerprint of each value of a managed Secret in its cache, not
+//! the value, and must still check the recorded digest between refreshes (a hand edit). A
+//! fingerprint never leaves the process; what is written out is only the keyed digest.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +38,17 @@ pub const DIGEST_PREFIX: &str = "hmac-sha256:";
 pub const MIN_DIGEST_KEY_BYTES: usize = 16;
 /// Length of a generated key, in bytes.
 pub const GENERATED_DIGEST_KEY_BYTES: usize = 32;
+
+/// SHA-256 of one Secret value: all the controller keeps of a value between syncs (32 bytes
+/// instead of the value, and no plaintext in its cache). Process memory only: never write it
+/// anywhere, it is not keyed.
+pub type Fingerprint = [u8; 32];
+
+/// The [`Fingerprint`] of `value`.
+pub fn fingerprint(value: &[u8]) -> Fingerprint {
+    use sha2::Digest as _;
+    Sha256::digest(value).into()
+}
 
 /// The HMAC key of change-detection digests. `Debug` hides it; it zeroes on drop.
 #[derive(Clone)]
@@ -103,14 +120,26 @@ impl DigestKey {
 
     /// The digest of `data`, `hmac-sha256:<hex>` (see the module docs for the encoding).
     pub fn digest(&self, data: &BTreeMap<String, SecretBytes>) -> String {
+        self.digest_fingerprints(
+            data.iter()
+                .map(|(k, v)| (k.as_str(), fingerprint(v.expose()))),
+        )
+    }
+
+    /// The digest of the data whose values have these fingerprints: the same string as
+    /// [`DigestKey::digest`] of the values. `entries` must be in byte order of the keys, each
+    /// key once (as a `BTreeMap<String, _>` iterates).
+    pub fn digest_fingerprints<'a>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (&'a str, Fingerprint)>,
+    ) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
-        mac.update(b"kmsync-data-v1");
-        mac.update(&(data.len() as u64).to_be_bytes());
-        for (key, value) in data {
+        mac.update(b"kmsync-data-v2");
+        mac.update(&(entries.len() as u64).to_be_bytes());
+        for (key, fp) in entries {
             mac.update(&(key.len() as u64).to_be_bytes());
             mac.update(key.as_bytes());
-            mac.update(&(value.len() as u64).to_be_bytes());
-            mac.update(value.expose());
+            mac.update(&fp);
         }
         format!(
             "{DIGEST_PREFIX}{}",
@@ -165,23 +194,30 @@ mod tests {
     #[test]
     fn a_known_key_and_data_give_a_fixed_digest() {
         // Pinned so that the encoding cannot change silently (digests are stored on Secrets).
+        // The expected value was computed outside this code (Python's hmac and hashlib).
         let key = DigestKey::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap();
         assert_eq!(
-            key.digest(&data(&[("a", "1")])),
-            "hmac-sha256:".to_owned()
-                + &{
-                    let mut mac =
-                        Hmac::<Sha256>::new_from_slice(b"0123456789abcdef0123456789abcdef")
-                            .unwrap();
-                    let mut msg = b"kmsync-data-v1".to_vec();
-                    msg.extend(1u64.to_be_bytes());
-                    msg.extend(1u64.to_be_bytes());
-                    msg.extend(b"a");
-                    msg.extend(1u64.to_be_bytes());
-                    msg.extend(b"1");
-                    mac.update(&msg);
-                    hex::encode(mac.finalize().into_bytes())
-                }
+            key.digest(&data(&[("a", "1"), ("bb", "")])),
+            "hmac-sha256:f5a6b178ba6e34bce92a17d97c010438ab92b52ef309d4298271e6447c3f1229"
+        );
+    }
+
+    #[test]
+    fn the_digest_of_fingerprints_equals_the_digest_of_the_values() {
+        let key = DigestKey::from_bytes(&[9u8; 32]).unwrap();
+        let d = data(&[("user", "app"), ("pass", "pw"), ("empty", "")]);
+        let fps: Vec<(String, Fingerprint)> = d
+            .iter()
+            .map(|(k, v)| (k.clone(), fingerprint(v.expose())))
+            .collect();
+        assert_eq!(
+            key.digest_fingerprints(fps.iter().map(|(k, f)| (k.as_str(), *f))),
+            key.digest(&d)
+        );
+        // FIPS 180-2 example: SHA-256("abc").
+        assert_eq!(
+            hex::encode(fingerprint(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 

@@ -42,7 +42,8 @@ pub use cache::{
     SourceId,
 };
 pub use digest::{
-    DIGEST_PREFIX, DigestKey, DigestKeyError, GENERATED_DIGEST_KEY_BYTES, MIN_DIGEST_KEY_BYTES,
+    DIGEST_PREFIX, DigestKey, DigestKeyError, Fingerprint, GENERATED_DIGEST_KEY_BYTES,
+    MIN_DIGEST_KEY_BYTES, fingerprint,
 };
 pub use env::{BoxError, ConfigMapKey, EnvError, MemoryEnv, SyncEnv};
 pub use error::{
