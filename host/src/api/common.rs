@@ -139,6 +139,18 @@ pub struct Condition {
 /// The condition type kmsync maintains on every kind.
 pub const CONDITION_READY: &str = "Ready";
 
+/// The current time as a status time: whole seconds. Kubernetes keeps a `metav1.Time` to the
+/// second (RFC 3339 without fraction, k8s-openapi serialises it so too), so a status read back
+/// from the API server equals the one written only if no fraction was there to lose.
+pub fn status_time_now() -> Time {
+    status_time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// `t` cut to whole seconds (see [`status_time_now`]).
+pub fn status_time(t: k8s_openapi::jiff::Timestamp) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t))
+}
+
 /// Finds the condition of type `type_` in a list.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -387,6 +399,16 @@ mod tests {
         assert!(!label_selector_matches(&req("Exists", &[]), &none));
         assert!(label_selector_matches(&req("DoesNotExist", &[]), &none));
         assert!(label_selector_matches(&LabelSelector::default(), &none));
+    }
+
+    #[test]
+    fn status_times_are_whole_seconds_and_survive_a_round_trip() {
+        let t = k8s_openapi::jiff::Timestamp::new(1_700_000_000, 987_654_321).unwrap();
+        let time = status_time(t);
+        assert_eq!(time, at(1_700_000_000));
+        let back: Time = serde_json::from_value(serde_json::to_value(&time).unwrap()).unwrap();
+        assert_eq!(back, time);
+        assert_eq!(status_time_now().0.subsec_nanosecond(), 0);
     }
 
     fn at(secs: i64) -> Time {

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
@@ -166,7 +166,7 @@ pub async fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Report, Error> 
         }
     }
 
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let now = crate::api::status_time_now();
     let old = ces.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone().unwrap_or_default();
     let ready = failed.is_empty();

@@ -184,12 +184,7 @@ fn newer(
     a: Option<Arc<ObservedSecret>>,
     b: Option<Arc<ObservedSecret>>,
 ) -> (Option<Arc<ObservedSecret>>, bool) {
-    let rv = |s: &Arc<ObservedSecret>| {
-        s.metadata
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok())
-    };
+    let rv = |s: &Arc<ObservedSecret>| s.resource_version().and_then(|v| v.parse::<u64>().ok());
     match (a, b) {
         (Some(cached), Some(written)) => match (rv(&cached), rv(&written)) {
             (Some(c), Some(w)) if w > c => (Some(written), false),
@@ -299,12 +294,7 @@ fn sync_reason(
                 }
                 if policy == CreationPolicy::Owner {
                     let uid = es.metadata.uid.as_deref().unwrap_or_default();
-                    let owned_by_es = s
-                        .metadata
-                        .owner_references
-                        .iter()
-                        .flatten()
-                        .any(|o| o.uid == uid && o.controller == Some(true));
+                    let owned_by_es = s.owners().iter().any(|o| *o.uid == *uid && o.controller);
                     if !owned_by_es {
                         return Some("the Secret lost its owner reference");
                     }
@@ -419,8 +409,12 @@ async fn write_status(
         .await
     {
         Ok(_) => {
-            ctx.shared
-                .with_memo(key, |m| m.last_status = Some(Box::new(status)));
+            // Remembered until the cache shows it (the watch may have delivered it already).
+            let cached = ctx.shared.caches.external_secret(ns, name);
+            if cached.as_ref().and_then(|c| c.status.as_ref()) != Some(&status) {
+                ctx.shared
+                    .with_memo(key, |m| m.last_status = Some(Box::new(status)));
+            }
             Ok(true)
         }
         Err(e) if is_status(&e, 404) => Ok(false),
@@ -664,14 +658,14 @@ async fn apply(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
                 REASON_SYNCED,
                 message.clone(),
                 es.metadata.generation,
-                Time(k8s_openapi::jiff::Timestamp::now()),
+                crate::api::status_time_now(),
             ),
             synced_revision: Some(revision.clone()),
             binding: (policy != CreationPolicy::None).then(|| target_name.clone()),
             results: Some(out.data_sync_results(now)),
             refreshed: true,
         },
-        Time(k8s_openapi::jiff::Timestamp::now()),
+        crate::api::status_time_now(),
     );
     let was_failing = last.failed;
     write_status(ctx, es, &key, status).await?;
@@ -738,7 +732,7 @@ async fn failure(
         m.failures
     });
     tracing::info!(externalsecret = %key, reason, error = %message, "sync failed");
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let now = crate::api::status_time_now();
     let status = merged_status(
         es,
         current_status(&ctx.shared, es, key).as_ref(),
@@ -815,8 +809,8 @@ async fn write(
         tracing::info!(secret = %format!("{ns}/{name}"), why, "replacing the Secret");
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: existing.metadata.uid.clone(),
-                resource_version: existing.metadata.resource_version.clone(),
+                uid: existing.uid().map(str::to_owned),
+                resource_version: existing.resource_version().map(str::to_owned),
             }),
             ..DeleteParams::default()
         };
@@ -875,7 +869,7 @@ async fn cleanup(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
             DeletionPolicy::Delete => {
                 let dp = DeleteParams {
                     preconditions: Some(Preconditions {
-                        uid: secret.metadata.uid.clone(),
+                        uid: secret.uid().map(str::to_owned),
                         resource_version: None,
                     }),
                     ..DeleteParams::default()
@@ -901,13 +895,7 @@ async fn cleanup(ctx: &Context, es: &ExternalSecret) -> Result<Report, Error> {
                 result = "deleted";
             }
             DeletionPolicy::Retain => {
-                if let Some(index) = secret
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .position(|o| o.uid == uid)
-                {
+                if let Some(index) = secret.owners().iter().position(|o| *o.uid == *uid) {
                     // Without this the garbage collector would delete the Secret with its owner.
                     let path = format!("/metadata/ownerReferences/{index}/uid");
                     let remove = format!("/metadata/ownerReferences/{index}");
@@ -967,13 +955,13 @@ mod tests {
     #[test]
     fn the_newer_copy_of_the_secret_wins_and_a_caught_up_cache_is_reported() {
         let (s, caught_up) = newer(Some(secret("10")), Some(secret("12")));
-        assert_eq!(s.unwrap().metadata.resource_version.as_deref(), Some("12"));
+        assert_eq!(s.unwrap().resource_version(), Some("12"));
         assert!(!caught_up);
         let (s, caught_up) = newer(Some(secret("12")), Some(secret("12")));
-        assert_eq!(s.unwrap().metadata.resource_version.as_deref(), Some("12"));
+        assert_eq!(s.unwrap().resource_version(), Some("12"));
         assert!(caught_up);
         let (s, _) = newer(Some(secret("13")), None);
-        assert_eq!(s.unwrap().metadata.resource_version.as_deref(), Some("13"));
+        assert_eq!(s.unwrap().resource_version(), Some("13"));
     }
 
     mod due {
@@ -1050,7 +1038,7 @@ mod tests {
                     REASON_SYNCED,
                     "ok",
                     Some(1),
-                    Time(k8s_openapi::jiff::Timestamp::now()),
+                    crate::api::status_time_now(),
                 )]),
                 synced_resource_version: Some(es.resource_revision()),
                 ..Default::default()

@@ -176,22 +176,59 @@ pub fn external_secret_stores(es: &ExternalSecret) -> Vec<StoreKey> {
     stores
 }
 
-fn link<A: Clone + Eq + std::hash::Hash, B: Clone + Ord>(
-    reverse: &mut HashMap<A, BTreeSet<B>>,
+/// A set of referrers in a reverse map.
+trait Referrers<B>: Default {
+    fn add(&mut self, b: B);
+    fn drop_one(&mut self, b: &B);
+    fn none(&self) -> bool;
+}
+
+impl<B: Ord> Referrers<B> for BTreeSet<B> {
+    fn add(&mut self, b: B) {
+        self.insert(b);
+    }
+    fn drop_one(&mut self, b: &B) {
+        self.remove(b);
+    }
+    fn none(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// A sorted vector: for sets that nearly always hold one member (the ExternalSecrets
+/// writing one Secret), where a B-tree would cost a whole node per set.
+impl<B: Ord> Referrers<B> for Vec<B> {
+    fn add(&mut self, b: B) {
+        if let Err(i) = self.binary_search(&b) {
+            self.insert(i, b);
+        }
+    }
+    fn drop_one(&mut self, b: &B) {
+        if let Ok(i) = self.binary_search(b) {
+            self.remove(i);
+        }
+    }
+    fn none(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+fn link<A: Clone + Eq + std::hash::Hash, B: Clone + Ord, S: Referrers<B>>(
+    reverse: &mut HashMap<A, S>,
     from: &B,
     old: &[A],
     new: &[A],
 ) {
     for a in old {
         if let Some(set) = reverse.get_mut(a) {
-            set.remove(from);
-            if set.is_empty() {
+            set.drop_one(from);
+            if set.none() {
                 reverse.remove(a);
             }
         }
     }
     for a in new {
-        reverse.entry(a.clone()).or_default().insert(from.clone());
+        reverse.entry(a.clone()).or_default().add(from.clone());
     }
 }
 
@@ -201,7 +238,7 @@ pub struct Index {
     es_stores: HashMap<ObjectKey, Vec<StoreKey>>,
     store_es: HashMap<StoreKey, BTreeSet<ObjectKey>>,
     es_target: HashMap<ObjectKey, NamespacedName>,
-    target_es: HashMap<NamespacedName, BTreeSet<ObjectKey>>,
+    target_es: HashMap<NamespacedName, Vec<ObjectKey>>,
     store_secrets: HashMap<StoreKey, Vec<NamespacedName>>,
     secret_stores: HashMap<NamespacedName, BTreeSet<StoreKey>>,
     store_accounts: HashMap<StoreKey, Vec<NamespacedName>>,
@@ -384,6 +421,40 @@ spec:
                 .is_empty()
         );
         assert!(index.external_secrets_targeting("team", "a").is_empty());
+    }
+
+    #[test]
+    fn every_external_secret_targeting_one_secret_is_found_until_it_goes() {
+        let mut index = Index::default();
+        let targeting = |name: &str| {
+            es(&format!(
+                "apiVersion: alibabacloud.com/v1alpha1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: team}}\nspec: {{target: {{name: shared}}}}"
+            ))
+        };
+        let (b, a) = (
+            ObjectKey::namespaced("team", "b"),
+            ObjectKey::namespaced("team", "a"),
+        );
+        index.set_external_secret(&b, &targeting("b"));
+        index.set_external_secret(&a, &targeting("a"));
+        // Set again: still listed once.
+        index.set_external_secret(&a, &targeting("a"));
+        assert_eq!(
+            index.external_secrets_targeting("team", "shared"),
+            [a.clone(), b.clone()]
+        );
+        index.remove_external_secret(&a);
+        assert_eq!(
+            index.external_secrets_targeting("team", "shared"),
+            std::slice::from_ref(&b)
+        );
+        index.remove_external_secret(&b);
+        assert!(
+            index
+                .external_secrets_targeting("team", "shared")
+                .is_empty()
+        );
+        assert!(index.target_es.is_empty());
     }
 
     #[test]

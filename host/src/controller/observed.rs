@@ -24,16 +24,21 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A Secret reduced to what the controller reads (see the module docs). Built only by
 /// [`ObservedSecret::observe`]; `Debug` shows the data keys, never the fingerprints.
-#[derive(Clone, PartialEq)]
+///
+/// Strings are boxed and maps are sorted slices: at 10,000 Secrets a map with a handful of
+/// entries costs a full B-tree node each, several times the entries themselves.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ObservedSecret {
-    /// `name`, `namespace`, `uid`, `resourceVersion`, `labels`, `annotations` (without
-    /// `kubectl.kubernetes.io/last-applied-configuration`), `ownerReferences`,
-    /// `deletionTimestamp`; every other field is `None`.
-    pub metadata: ObjectMeta,
-    /// `type` as the server returned it (`None` reads as `Opaque`).
-    pub type_: Option<String>,
-    /// `immutable`.
-    pub immutable: Option<bool>,
+    name: Box<str>,
+    namespace: Box<str>,
+    uid: Option<Box<str>>,
+    resource_version: Option<Box<str>>,
+    labels: Pairs,
+    /// Without `kubectl.kubernetes.io/last-applied-configuration`.
+    annotations: Pairs,
+    owners: Box<[Owner]>,
+    type_: Option<Box<str>>,
+    immutable: Option<bool>,
     /// Every data key with the fingerprint of its value, in byte order of the keys.
     data: Box<[(Box<str>, Fingerprint)]>,
     /// The data keys kmsync's field manager owns by server-side apply (from
@@ -41,10 +46,45 @@ pub struct ObservedSecret {
     owned: Box<[Box<str>]>,
 }
 
+/// Key/value pairs in byte order of the keys (from a `BTreeMap`).
+type Pairs = Box<[(Box<str>, Box<str>)]>;
+
+fn pairs(map: Option<std::collections::BTreeMap<String, String>>) -> Pairs {
+    map.into_iter()
+        .flatten()
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+        .collect()
+}
+
+fn lookup<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a str> {
+    pairs
+        .binary_search_by(|(k, _)| (**k).cmp(key))
+        .ok()
+        .map(|i| &*pairs[i].1)
+}
+
+/// One entry of `metadata.ownerReferences`, as far as the controller reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// `kind`.
+    pub kind: Box<str>,
+    /// `name`.
+    pub name: Box<str>,
+    /// `uid`.
+    pub uid: Box<str>,
+    /// `controller: true`.
+    pub controller: bool,
+}
+
 impl fmt::Debug for ObservedSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObservedSecret")
-            .field("metadata", &self.metadata)
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("resource_version", &self.resource_version)
+            .field("labels", &self.labels)
+            .field("annotations", &self.annotations)
+            .field("owners", &self.owners)
             .field("type_", &self.type_)
             .field("immutable", &self.immutable)
             .field(
@@ -76,25 +116,29 @@ impl ObservedSecret {
             labels,
             mut annotations,
             owner_references,
-            deletion_timestamp,
             ..
         } = metadata;
         if let Some(a) = annotations.as_mut() {
             a.remove(LAST_APPLIED);
         }
         Self {
-            metadata: ObjectMeta {
-                name,
-                namespace,
-                uid,
-                resource_version,
-                labels,
-                annotations,
-                owner_references,
-                deletion_timestamp,
-                ..ObjectMeta::default()
-            },
-            type_,
+            name: name.unwrap_or_default().into_boxed_str(),
+            namespace: namespace.unwrap_or_default().into_boxed_str(),
+            uid: uid.map(String::into_boxed_str),
+            resource_version: resource_version.map(String::into_boxed_str),
+            labels: pairs(labels),
+            annotations: pairs(annotations),
+            owners: owner_references
+                .into_iter()
+                .flatten()
+                .map(|o| Owner {
+                    kind: o.kind.into_boxed_str(),
+                    name: o.name.into_boxed_str(),
+                    uid: o.uid.into_boxed_str(),
+                    controller: o.controller == Some(true),
+                })
+                .collect(),
+            type_: type_.map(String::into_boxed_str),
             immutable,
             // A BTreeMap iterates in byte order of its keys.
             data: data
@@ -104,6 +148,51 @@ impl ObservedSecret {
                 .collect(),
             owned,
         }
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `metadata.namespace`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// `metadata.resourceVersion`.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
+    /// The value of label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        lookup(&self.labels, key)
+    }
+
+    /// The value of annotation `key` (never kubectl's last-applied configuration).
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        lookup(&self.annotations, key)
+    }
+
+    /// `metadata.ownerReferences`, in order.
+    pub fn owners(&self) -> &[Owner] {
+        &self.owners
+    }
+
+    /// `type`; `Opaque` when the server gave none.
+    pub fn type_(&self) -> &str {
+        self.type_.as_deref().unwrap_or("Opaque")
+    }
+
+    /// `immutable: true`.
+    pub fn immutable(&self) -> bool {
+        self.immutable == Some(true)
     }
 
     /// The fingerprint of the value of data key `key`, if the Secret has it.
@@ -163,19 +252,19 @@ impl Lookup for ObservedSecret {
     }
 
     fn name(&self) -> Option<Cow<'_, str>> {
-        self.metadata.name.as_deref().map(Cow::Borrowed)
+        Some(Cow::Borrowed(&self.name))
     }
 
     fn namespace(&self) -> Option<Cow<'_, str>> {
-        self.metadata.namespace.as_deref().map(Cow::Borrowed)
+        Some(Cow::Borrowed(&self.namespace))
     }
 
     fn resource_version(&self) -> Option<Cow<'_, str>> {
-        self.metadata.resource_version.as_deref().map(Cow::Borrowed)
+        self.resource_version.as_deref().map(Cow::Borrowed)
     }
 
     fn uid(&self) -> Option<Cow<'_, str>> {
-        self.metadata.uid.as_deref().map(Cow::Borrowed)
+        self.uid.as_deref().map(Cow::Borrowed)
     }
 }
 
@@ -184,7 +273,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use k8s_openapi::ByteString;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        FieldsV1, ManagedFieldsEntry, OwnerReference,
+    };
 
     use super::*;
 
@@ -204,9 +295,25 @@ mod tests {
                 namespace: Some("team".into()),
                 uid: Some("u1".into()),
                 resource_version: Some("7".into()),
-                creation_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-                )),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".into(),
+                    "kmsync".into(),
+                )])),
+                owner_references: Some(vec![
+                    OwnerReference {
+                        kind: "ConfigMap".into(),
+                        name: "cm".into(),
+                        uid: "u8".into(),
+                        ..OwnerReference::default()
+                    },
+                    OwnerReference {
+                        kind: "ExternalSecret".into(),
+                        name: "app".into(),
+                        uid: "u9".into(),
+                        controller: Some(true),
+                        ..OwnerReference::default()
+                    },
+                ]),
                 annotations: Some(BTreeMap::from([
                     ("kmsync.io/digest".into(), "hmac-sha256:00".into()),
                     (
@@ -252,13 +359,28 @@ mod tests {
         assert!(o.has_key("user"));
         assert!(!o.has_key("other"));
         assert_eq!(o.fingerprint("zzz"), None);
-        assert_eq!(o.type_.as_deref(), Some("Opaque"));
-        assert_eq!(o.metadata.resource_version.as_deref(), Some("7"));
-        assert_eq!(o.metadata.managed_fields, None);
-        assert_eq!(o.metadata.creation_timestamp, None);
-        let annotations = o.metadata.annotations.as_ref().unwrap();
-        assert_eq!(annotations.len(), 1);
-        assert_eq!(annotations["kmsync.io/digest"], "hmac-sha256:00");
+        assert_eq!(o.type_(), "Opaque");
+        assert!(!o.immutable());
+        assert_eq!(o.resource_version(), Some("7"));
+        assert_eq!(o.uid(), Some("u1"));
+        assert_eq!((o.namespace(), o.name()), ("team", "db"));
+        assert_eq!(o.annotation("kmsync.io/digest"), Some("hmac-sha256:00"));
+        assert_eq!(o.annotation(LAST_APPLIED), None);
+        assert_eq!(o.annotations.len(), 1);
+        assert_eq!(o.label("app.kubernetes.io/managed-by"), Some("kmsync"));
+        assert_eq!(o.label("any"), None);
+        let owners: Vec<_> = o
+            .owners()
+            .iter()
+            .map(|w| (&*w.kind, &*w.name, &*w.uid, w.controller))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("ConfigMap", "cm", "u8", false),
+                ("ExternalSecret", "app", "u9", true)
+            ]
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! shows up there), after failures with backoff, and whenever the store, a credential Secret
 //! or a ServiceAccount it names changes.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -152,7 +151,7 @@ pub async fn reconcile(ctx: &Context, key: &StoreKey) -> Result<Report, Error> {
         })
         .inc();
 
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let now = crate::api::status_time_now();
     let (meta, old_status) = match &store {
         StoreObject::SecretStore(s) => (s.meta().clone(), s.status.clone()),
         StoreObject::ClusterSecretStore(s) => (s.meta().clone(), s.status.clone()),

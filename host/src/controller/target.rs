@@ -64,22 +64,14 @@ pub enum Ownership {
     Foreign(String),
 }
 
-fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
-    meta.annotations.as_ref()?.get(key).map(String::as_str)
-}
-
-fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
-    meta.labels.as_ref()?.get(key).map(String::as_str)
-}
-
 /// True when `secret` carries kmsync's managed-by label.
 pub fn is_managed(secret: &ObservedSecret) -> bool {
-    label(&secret.metadata, MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
+    secret.label(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
 }
 
 /// The name of the ExternalSecret a Secret says it is written by.
 pub fn writer_of(secret: &ObservedSecret) -> Option<&str> {
-    annotation(&secret.metadata, EXTERNAL_SECRET_ANNOTATION)
+    secret.annotation(EXTERNAL_SECRET_ANNOTATION)
 }
 
 /// Decides whether `es` (with `policy`) may write the existing `secret`.
@@ -91,7 +83,7 @@ pub fn ownership(
     let Some(secret) = secret else {
         return Ownership::Missing;
     };
-    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let name = secret.name();
     let es_name = es.metadata.name.as_deref().unwrap_or_default();
     let writer = writer_of(secret);
     if let Some(w) = writer
@@ -111,11 +103,9 @@ pub fn ownership(
     }
     let uid = es.metadata.uid.as_deref().unwrap_or_default();
     if let Some(other) = secret
-        .metadata
-        .owner_references
+        .owners()
         .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true) && o.uid != uid)
+        .find(|o| o.controller && *o.uid != *uid)
     {
         return Ownership::Foreign(format!(
             "Secret {name} is controlled by {} {} (uid {})",
@@ -128,11 +118,11 @@ pub fn ownership(
 /// What the Secret holds according to kmsync's annotations (for the pipeline's rotation
 /// decision).
 pub fn current_state(secret: &ObservedSecret) -> CurrentState {
-    let meta = &secret.metadata;
     CurrentState {
-        digest: annotation(meta, DIGEST_ANNOTATION).map(str::to_owned),
-        version: annotation(meta, VERSIONS_ANNOTATION).map(str::to_owned),
-        synced_at: annotation(meta, SYNCED_AT_ANNOTATION)
+        digest: secret.annotation(DIGEST_ANNOTATION).map(str::to_owned),
+        version: secret.annotation(VERSIONS_ANNOTATION).map(str::to_owned),
+        synced_at: secret
+            .annotation(SYNCED_AT_ANNOTATION)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc)),
     }
@@ -215,7 +205,7 @@ pub fn stamp_restart(
         Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     } else {
         existing
-            .and_then(|s| annotation(&s.metadata, RESTART_REQUESTED_ANNOTATION))
+            .and_then(|s| s.annotation(RESTART_REQUESTED_ANNOTATION))
             .map(str::to_owned)
     };
     if let Some(value) = value {
@@ -251,13 +241,12 @@ pub fn drift(actual: &ObservedSecret, intent: &Secret) -> Drift {
         || actual
             .owned_keys()
             .any(|k| !intent_data.contains_key(k) && actual.has_key(k));
-    let actual_type = actual.type_.as_deref().unwrap_or("Opaque");
     if let Some(t) = &intent.type_
-        && t != actual_type
+        && t != actual.type_()
     {
         return Drift::Replace("the Secret type changes");
     }
-    let immutable = actual.immutable == Some(true);
+    let immutable = actual.immutable();
     if immutable && data_differs {
         return Drift::Replace("the Secret is immutable and its data changes");
     }
@@ -267,25 +256,25 @@ pub fn drift(actual: &ObservedSecret, intent: &Secret) -> Drift {
     if data_differs {
         return Drift::Apply("data");
     }
-    let map_differs = |want: &Option<BTreeMap<String, String>>,
-                       have: &Option<BTreeMap<String, String>>| {
-        want.iter().flatten().any(|(k, v)| {
-            k != SYNCED_AT_ANNOTATION && have.as_ref().and_then(|h| h.get(k)) != Some(v)
-        })
-    };
-    if map_differs(&intent.metadata.labels, &actual.metadata.labels) {
+    fn map_differs<'a>(
+        want: &Option<BTreeMap<String, String>>,
+        have: impl Fn(&str) -> Option<&'a str>,
+    ) -> bool {
+        want.iter()
+            .flatten()
+            .any(|(k, v)| k != SYNCED_AT_ANNOTATION && have(k) != Some(v.as_str()))
+    }
+    if map_differs(&intent.metadata.labels, |k| actual.label(k)) {
         return Drift::Apply("labels");
     }
-    if map_differs(&intent.metadata.annotations, &actual.metadata.annotations) {
+    if map_differs(&intent.metadata.annotations, |k| actual.annotation(k)) {
         return Drift::Apply("annotations");
     }
     for want in intent.metadata.owner_references.iter().flatten() {
         let present = actual
-            .metadata
-            .owner_references
+            .owners()
             .iter()
-            .flatten()
-            .any(|o| o.uid == want.uid && o.controller == want.controller);
+            .any(|o| *o.uid == *want.uid && o.controller == (want.controller == Some(true)));
         if !present {
             return Drift::Apply("owner reference");
         }
@@ -300,7 +289,7 @@ pub fn drift(actual: &ObservedSecret, intent: &Secret) -> Drift {
 /// nobody changed kmsync's values by hand. Used between refreshes, where no desired data is
 /// at hand: the recorded digest is recomputed from the fingerprints of the keys kmsync owns.
 pub fn data_matches_digest(secret: &ObservedSecret, key: &crate::sync::DigestKey) -> bool {
-    let Some(recorded) = annotation(&secret.metadata, DIGEST_ANNOTATION) else {
+    let Some(recorded) = secret.annotation(DIGEST_ANNOTATION) else {
         return false;
     };
     let mut ours = Vec::with_capacity(secret.owned_keys().len());
@@ -410,11 +399,12 @@ mod tests {
         assert!(restart_requested(&out));
         assert_eq!(stamped(&out, None).as_deref(), Some("2026-03-01T12:30:00Z"));
         // A later write without a request keeps the last one (and so does not drift on it).
-        let mut existing = written(&e, &[("a", "1")], CreationPolicy::Owner);
+        let mut existing = written_secret(&e, &[("a", "1")], CreationPolicy::Owner);
         existing.metadata.annotations.as_mut().unwrap().insert(
             RESTART_REQUESTED_ANNOTATION.into(),
             "2026-02-01T00:00:00Z".into(),
         );
+        let existing = observe(existing);
         out.rotation.restart = false;
         assert_eq!(
             stamped(&out, Some(&existing)).as_deref(),
@@ -462,7 +452,8 @@ mod tests {
     fn a_secret_written_for_another_external_secret_or_controlled_by_another_object_is_foreign() {
         let mine = es("app", "u1");
         let theirs = es("other", "u2");
-        let s = written(&theirs, &[("a", "1")], CreationPolicy::Owner);
+        let secret = written_secret(&theirs, &[("a", "1")], CreationPolicy::Owner);
+        let s = observe(secret.clone());
         assert!(matches!(
             ownership(Some(&s), &mine, CreationPolicy::Owner),
             Ownership::Foreign(m) if m.contains("ExternalSecret other")
@@ -478,8 +469,9 @@ mod tests {
             Ownership::Ours
         );
         // Retained (owner reference removed) then re-created: taken back.
-        let mut retained = s.clone();
+        let mut retained = secret;
         retained.metadata.owner_references = None;
+        let retained = observe(retained);
         assert_eq!(
             ownership(Some(&retained), &recreated, CreationPolicy::Owner),
             Ownership::Ours
@@ -533,7 +525,8 @@ mod tests {
             CreationPolicy::Owner,
             Utc::now(),
         );
-        let mut actual = written_secret(&e, &[("a", "1"), ("b", "2")], CreationPolicy::Owner);
+        let original = written_secret(&e, &[("a", "1"), ("b", "2")], CreationPolicy::Owner);
+        let mut actual = original.clone();
         let clean = observe(actual.clone());
         assert_eq!(clean.owned_keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(drift(&clean, &want), Drift::None);
@@ -568,13 +561,28 @@ mod tests {
         gone.data.as_mut().unwrap().remove("a");
         assert_eq!(drift(&observe(gone), &fewer), Drift::None);
         // The owner reference was stripped.
-        let mut orphaned = clean.clone();
+        let mut orphaned = original.clone();
         orphaned.metadata.owner_references = None;
-        assert_eq!(drift(&orphaned, &want), Drift::Apply("owner reference"));
+        assert_eq!(
+            drift(&observe(orphaned), &want),
+            Drift::Apply("owner reference")
+        );
         // The label was removed.
-        let mut unlabelled = clean.clone();
+        let mut unlabelled = original.clone();
         unlabelled.metadata.labels = None;
-        assert_eq!(drift(&unlabelled, &want), Drift::Apply("labels"));
+        assert_eq!(drift(&observe(unlabelled), &want), Drift::Apply("labels"));
+        // An annotation kmsync sets was changed.
+        let mut relabelled = original;
+        relabelled
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(VERSIONS_ANNOTATION.into(), "other".into());
+        assert_eq!(
+            drift(&observe(relabelled), &want),
+            Drift::Apply("annotations")
+        );
     }
 
     #[test]
@@ -583,14 +591,14 @@ mod tests {
         let mut out = output(&[("a", "1")]);
         out.secret.immutable = true;
         let want = intent(&e, &out, CreationPolicy::Owner, Utc::now());
-        let mut actual = written(&e, &[("a", "0")], CreationPolicy::Owner);
+        let mut actual = written_secret(&e, &[("a", "0")], CreationPolicy::Owner);
         actual.immutable = Some(true);
-        assert!(matches!(drift(&actual, &want), Drift::Replace(_)));
+        assert!(matches!(drift(&observe(actual), &want), Drift::Replace(_)));
         // Same data: nothing to do, even though it is immutable.
         let same = {
-            let mut s = written(&e, &[("a", "1")], CreationPolicy::Owner);
+            let mut s = written_secret(&e, &[("a", "1")], CreationPolicy::Owner);
             s.immutable = Some(true);
-            s
+            observe(s)
         };
         assert_eq!(drift(&same, &want), Drift::None);
         let mut tls = output(&[("a", "1")]);

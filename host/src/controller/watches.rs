@@ -551,16 +551,14 @@ fn on_namespace(shared: &Shared, event: Event<PartialObjectMeta<Namespace>>) {
 
 /// The ExternalSecret writing a managed Secret: the annotation, else the controller owner.
 fn writer_key(secret: &ObservedSecret) -> Option<ObjectKey> {
-    let ns = secret.metadata.namespace.as_deref()?;
+    let ns = Some(secret.namespace()).filter(|ns| !ns.is_empty())?;
     if let Some(w) = writer_of(secret) {
         return Some(ObjectKey::namespaced(ns, w));
     }
     secret
-        .metadata
-        .owner_references
+        .owners()
         .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true) && o.kind == "ExternalSecret")
+        .find(|o| o.controller && &*o.kind == "ExternalSecret")
         .map(|o| ObjectKey::namespaced(ns, &o.name))
 }
 
@@ -577,11 +575,8 @@ fn own_write(
 ) -> bool {
     resource_version.is_some()
         && shared.with_memo(es, |m| {
-            let own = m
-                .last_written
-                .as_ref()
-                .and_then(|s| s.metadata.resource_version.as_deref())
-                == resource_version;
+            let own =
+                m.last_written.as_ref().and_then(|s| s.resource_version()) == resource_version;
             if own && cached {
                 m.last_written = None;
             }
@@ -592,7 +587,7 @@ fn own_write(
 /// A managed Secret was added or changed (`cached`: the reflector already stores it).
 fn managed_secret_seen(shared: &Shared, s: &ObservedSecret, cached: bool) {
     if let Some(es) = writer_key(s)
-        && !own_write(shared, &es, s.metadata.resource_version.as_deref(), cached)
+        && !own_write(shared, &es, s.resource_version(), cached)
     {
         shared.queues.external_secrets.urgent(es);
     }
@@ -677,9 +672,11 @@ mod tests {
 
     #[test]
     fn a_managed_secret_names_its_writer_by_annotation_or_owner() {
-        let mut s = ObservedSecret::observe(Secret::default(), FIELD_MANAGER);
+        let observe = |s: &Secret| ObservedSecret::observe(s.clone(), FIELD_MANAGER);
+        let mut s = Secret::default();
+        assert_eq!(writer_key(&observe(&s)), None);
         s.metadata.namespace = Some("ns".into());
-        assert_eq!(writer_key(&s), None);
+        assert_eq!(writer_key(&observe(&s)), None);
         s.metadata.owner_references = Some(vec![super::super::target::owner_reference(&{
             let mut es: ExternalSecret = serde_json::from_value(serde_json::json!({
                 "apiVersion": "alibabacloud.com/v1alpha1", "kind": "ExternalSecret",
@@ -690,7 +687,7 @@ mod tests {
             es
         })]);
         assert_eq!(
-            writer_key(&s),
+            writer_key(&observe(&s)),
             Some(ObjectKey::namespaced("ns", "by-owner"))
         );
         s.metadata.annotations = Some(
@@ -701,9 +698,9 @@ mod tests {
             .into(),
         );
         assert_eq!(
-            writer_key(&s),
+            writer_key(&observe(&s)),
             Some(ObjectKey::namespaced("ns", "by-annotation"))
         );
-        assert!(!super::super::target::is_managed(&s));
+        assert!(!super::super::target::is_managed(&observe(&s)));
     }
 }

@@ -481,7 +481,9 @@ impl SyncError {
     }
 }
 
+/// `t` as a status time: whole seconds, as Kubernetes keeps it
+/// ([`crate::api::status_time_now`]).
 pub(crate) fn to_timestamp(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+    k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }

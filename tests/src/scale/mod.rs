@@ -653,6 +653,7 @@ pub async fn run(
     };
     let peak = procstat::peak_rss(pid).unwrap_or(0);
     let rss_end = procstat::rss(pid).unwrap_or(0);
+    let rss_file_end = procstat::rss_file(pid).unwrap_or(0);
     let cpu_end = cpu();
     let threads = procstat::own_threads_cpu();
     let delta = |k: &str| threads.get(k).unwrap_or(&0.0) - threads_at_start.get(k).unwrap_or(&0.0);
@@ -662,6 +663,7 @@ pub async fn run(
         controller_peak_rss_mib: peak as f64 / 1048576.0,
         controller_rss_ready_mib: rss_ready as f64 / 1048576.0,
         controller_rss_end_mib: rss_end as f64 / 1048576.0,
+        controller_rss_file_end_mib: rss_file_end as f64 / 1048576.0,
         controller_cpu_s: cpu_end - cpu_ready,
         apiserver_cpu_s: api_cpu,
         emulator_cpu_s: emu_cpu,

@@ -51,6 +51,12 @@ pub fn rss(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmRSS")
 }
 
+/// File-backed resident pages now (`RssFile`: mapped executable and libraries) of `pid`,
+/// bytes.
+pub fn rss_file(pid: u32) -> Option<u64> {
+    status_bytes(pid, "RssFile")
+}
+
 /// CPU seconds of this process's live threads, summed by the part of the thread name before
 /// the first `-` (`apiserver-3` → `apiserver`); plus `"total"` for the whole process, exited
 /// threads included.
@@ -90,6 +96,8 @@ mod tests {
         let pid = std::process::id();
         assert!(process_cpu(pid).is_some());
         assert!(peak_rss(pid).unwrap() >= rss(pid).unwrap() / 2);
+        let file = rss_file(pid).unwrap();
+        assert!(file > 0 && file <= rss(pid).unwrap());
         assert!(own_threads_cpu().contains_key("total"));
     }
 }

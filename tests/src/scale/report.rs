@@ -177,6 +177,9 @@ pub struct Resources {
     pub controller_rss_ready_mib: f64,
     /// Controller `VmRSS` at the end.
     pub controller_rss_end_mib: f64,
+    /// Of it, file-backed pages at the end (`RssFile`: the mapped executable and libraries,
+    /// clean and shared; the rest is the heap and stacks, `RssAnon`).
+    pub controller_rss_file_end_mib: f64,
     /// Controller CPU (user + system) from ready to the end.
     pub controller_cpu_s: f64,
     /// The fake apiserver's threads.
@@ -475,6 +478,14 @@ pub fn table(run: &RunReport, base: Option<&RunReport>) -> String {
         (
             "controller peak RSS (MiB)",
             Box::new(|r| r.resources.controller_peak_rss_mib),
+        ),
+        (
+            "controller RSS at the end (MiB)",
+            Box::new(|r| r.resources.controller_rss_end_mib),
+        ),
+        (
+            "… of it file-backed: executable (MiB)",
+            Box::new(|r| r.resources.controller_rss_file_end_mib),
         ),
         (
             "controller CPU, whole run (s)",
