@@ -409,12 +409,10 @@ async fn write_status(
         .await
     {
         Ok(_) => {
-            // Remembered until the cache shows it (the watch may have delivered it already).
             let cached = ctx.shared.caches.external_secret(ns, name);
-            if cached.as_ref().and_then(|c| c.status.as_ref()) != Some(&status) {
-                ctx.shared
-                    .with_memo(key, |m| m.last_status = Some(Box::new(status)));
-            }
+            let shown = cached.as_ref().and_then(|c| c.status.as_ref());
+            let remembered = remember_status(shown, status);
+            ctx.shared.with_memo(key, |m| m.last_status = remembered);
             Ok(true)
         }
         Err(e) if is_status(&e, 404) => Ok(false),
@@ -429,20 +427,50 @@ async fn write_status(
 /// The status as kmsync last wrote it (the cached object may not show it yet), else the
 /// cached object's. Once the cached object shows that status, the memory of it is dropped
 /// (one copy per object, not two).
+///
+/// "The cached object" is the one in the cache now, not `es` (taken when the reconcile
+/// began): the watch may drop the memory meanwhile, and an older `es` would then bring back
+/// the status before kmsync's last write.
 fn current_status(
     shared: &Shared,
     es: &ExternalSecret,
     key: &ObjectKey,
 ) -> Option<ExternalSecretStatus> {
-    shared.with_memo(key, |m| match m.last_status.take() {
-        Some(written) if es.status.as_ref() == Some(&*written) => Some(*written),
+    let ns = es.metadata.namespace.as_deref().unwrap_or_default();
+    let name = es.metadata.name.as_deref().unwrap_or_default();
+    let cached = shared.caches.external_secret(ns, name);
+    let shown = match &cached {
+        Some(c) => c.status.as_ref(),
+        None => es.status.as_ref(),
+    };
+    shared.with_memo(key, |m| recall_status(&mut m.last_status, shown))
+}
+
+/// [`current_status`] given the memory of the last status written and the status the cache
+/// shows: the memory while the cache does not show it, dropping it once it does.
+fn recall_status(
+    remembered: &mut Option<Box<ExternalSecretStatus>>,
+    shown: Option<&ExternalSecretStatus>,
+) -> Option<ExternalSecretStatus> {
+    match remembered.take() {
+        Some(written) if shown == Some(&*written) => Some(*written),
         Some(written) => {
             let status = (*written).clone();
-            m.last_status = Some(written);
+            *remembered = Some(written);
             Some(status)
         }
-        None => es.status.clone(),
-    })
+        None => shown.cloned(),
+    }
+}
+
+/// What to remember after writing `written` when the cache shows `shown`: nothing if it shows
+/// it already (the watch was quicker than the reply), else `written` — replacing any older
+/// memory either way.
+fn remember_status(
+    shown: Option<&ExternalSecretStatus>,
+    written: ExternalSecretStatus,
+) -> Option<Box<ExternalSecretStatus>> {
+    (shown != Some(&written)).then(|| Box::new(written))
 }
 
 fn reference(es: &ExternalSecret) -> k8s_openapi::api::core::v1::ObjectReference {
@@ -962,6 +990,38 @@ mod tests {
         assert!(caught_up);
         let (s, _) = newer(Some(secret("13")), None);
         assert_eq!(s.unwrap().resource_version(), Some("13"));
+    }
+
+    #[test]
+    fn the_memory_of_a_written_status_lasts_until_the_cache_shows_it() {
+        let status = |message: &str| ExternalSecretStatus {
+            conditions: Some(vec![Condition::ready(
+                ConditionStatus::True,
+                REASON_SYNCED,
+                message,
+                Some(1),
+                crate::api::status_time_now(),
+            )]),
+            ..Default::default()
+        };
+        let (old, new) = (status("old"), status("new"));
+        // Written while the cache still shows the old status: remembered, and recalled until
+        // the cache shows it.
+        let mut memory = remember_status(Some(&old), new.clone());
+        assert_eq!(recall_status(&mut memory, Some(&old)), Some(new.clone()));
+        assert!(memory.is_some());
+        assert_eq!(recall_status(&mut memory, Some(&new)), Some(new.clone()));
+        assert!(memory.is_none());
+        // Then the cache is what counts.
+        assert_eq!(recall_status(&mut memory, Some(&new)), Some(new.clone()));
+        assert_eq!(recall_status(&mut memory, None), None);
+        // The watch was quicker than the reply: nothing to remember (the memory is replaced
+        // by this, so an older one goes too).
+        assert!(remember_status(Some(&new), new.clone()).is_none());
+        assert_eq!(
+            remember_status(Some(&old), new.clone()).as_deref(),
+            Some(&new)
+        );
     }
 
     mod due {

@@ -6,9 +6,15 @@
 //! controller needs the metadata that decides ownership and drift, the type, `immutable`,
 //! which data keys kmsync's field manager owns, and whether each value is the one it wants.
 //! For the last it keeps the SHA-256 [`Fingerprint`] of each value, never the value: at 10,000
-//! Secrets this is a fraction of the memory, and no secret plaintext stays in the controller
-//! between syncs. The recorded digest can still be checked without the values
-//! ([`crate::sync::DigestKey::digest_fingerprints`]).
+//! Secrets this is a fraction of the memory, and the cache of managed Secrets holds no secret
+//! plaintext (the only values the controller keeps between syncs are those of the fetch cache,
+//! each remote secret once for one polling interval). The recorded digest can still be checked
+//! without the values ([`crate::sync::DigestKey::digest_fingerprints`]).
+//!
+//! Fingerprints are not keyed: a keyed one would need the installation's digest key before
+//! the watches start, and a standby replica caches Secrets before it may create that key.
+//! They never leave the process (`Debug` omits them); whoever can read the process's memory
+//! can read the fetch cache and the digest key too.
 
 use std::borrow::Cow;
 use std::fmt;
