@@ -35,14 +35,14 @@ struct Args {
     /// Size of each remote secret's JSON, bytes.
     #[arg(long, default_value_t = 1024)]
     secret_bytes: usize,
-    /// The controller's --polling-interval, seconds.
-    #[arg(long, default_value_t = 30.0)]
+    /// The controller's --polling-interval, seconds (1 to 3600).
+    #[arg(long, default_value_t = 30.0, value_parser = seconds(1.0, 3600.0))]
     polling_interval: f64,
-    /// The controller's --reconcile-count.
-    #[arg(long, default_value_t = 4)]
-    reconcile_count: usize,
-    /// The controller's --kms-qps (per store).
-    #[arg(long, default_value_t = 50)]
+    /// The controller's --reconcile-count (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    reconcile_count: u64,
+    /// The controller's --kms-qps (per store, at least 1).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     kms_qps: u32,
     /// Polling intervals of the idle phase.
     #[arg(long, default_value_t = 2)]
@@ -59,14 +59,14 @@ struct Args {
     /// New ExternalSecrets in the throttle phase.
     #[arg(long, default_value_t = 1000)]
     throttle_external_secrets: usize,
-    /// Minimum duration of the throttling, seconds (default: one polling interval).
-    #[arg(long)]
+    /// Minimum duration of the throttling, seconds, 0 to 3600 (default: one polling interval).
+    #[arg(long, value_parser = seconds(0.0, 3600.0))]
     throttle_hold: Option<f64>,
     /// Create requests in flight at once.
     #[arg(long, default_value_t = 16)]
     create_concurrency: usize,
-    /// Hang guard of each wait, seconds.
-    #[arg(long, default_value_t = 300.0)]
+    /// Hang guard of each wait, seconds (1 to 86400).
+    #[arg(long, default_value_t = 300.0, value_parser = seconds(1.0, 86400.0))]
     wait_limit: f64,
     /// A further controller flag (e.g. --controller-arg=--rule-max-concurrency=2); repeatable.
     #[arg(long = "controller-arg", allow_hyphen_values = true)]
@@ -77,6 +77,20 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long, default_value = "scale-bench.json")]
     report: PathBuf,
+}
+
+/// A parser of seconds within `min..=max` (finite: no NaN, no infinity).
+fn seconds(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |text| {
+        let v: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        if v.is_finite() && (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("must be between {min} and {max} seconds"))
+        }
+    }
 }
 
 fn runtime(name: &str, threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -126,6 +140,9 @@ fn main() -> anyhow::Result<()> {
             args.secrets
         );
     }
+    // Fail now, not after a ten-minute run, if the report cannot be written.
+    std::fs::write(&args.report, b"{}")
+        .with_context(|| format!("--report {}: cannot write it", args.report.display()))?;
     if args.external_secrets == 0 {
         anyhow::bail!("--external-secrets must be at least 1");
     }
@@ -143,7 +160,7 @@ fn main() -> anyhow::Result<()> {
             secret_bytes: args.secret_bytes,
         },
         polling_interval: p,
-        reconcile_count: args.reconcile_count,
+        reconcile_count: usize::try_from(args.reconcile_count)?,
         kms_qps: args.kms_qps,
         idle_intervals: args.idle_intervals,
         rotate: args.rotate,

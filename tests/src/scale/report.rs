@@ -239,7 +239,13 @@ fn check(name: &str, target: String, value: String, pass: bool) -> Check {
 
 /// The targets, for kmsync's run (`base`: the baseline's, for the ratios).
 pub fn targets(config: &ScaleConfig, run: &RunReport, base: Option<&RunReport>) -> Vec<Check> {
-    let d = config.sizes.secrets as f64;
+    // Distinct secrets the ExternalSecrets name (all of them, unless there are too few
+    // ExternalSecrets to name every secret).
+    let d = super::layout::external_secrets(&config.sizes)
+        .iter()
+        .flat_map(|plan| plan.secrets.iter())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as f64;
     let p = config.polling_interval.as_secs_f64();
     let mut out = vec![
         check(
@@ -353,8 +359,11 @@ pub fn targets(config: &ScaleConfig, run: &RunReport, base: Option<&RunReport>) 
     out
 }
 
+/// A figure for the table; infinite: a wait that hit `--wait-limit` (no figure).
 fn f(v: f64) -> String {
-    if v >= 100.0 {
+    if !v.is_finite() {
+        "not reached (wait limit)".into()
+    } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")
@@ -363,13 +372,17 @@ fn f(v: f64) -> String {
     }
 }
 
+/// baseline / kmsync; `∞` when kmsync's figure shows as zero and the baseline's does not, `–`
+/// when both do (a ratio of figures printed as 0.00 means nothing).
 fn ratio(kmsync: f64, base: f64) -> String {
-    if kmsync > 0.0 {
-        format!("{:.1}×", base / kmsync)
-    } else if base > 0.0 {
-        "∞".into()
-    } else {
-        "–".into()
+    const SHOWN_AS_ZERO: f64 = 0.005;
+    if !kmsync.is_finite() || !base.is_finite() {
+        return "–".into();
+    }
+    match (kmsync >= SHOWN_AS_ZERO, base >= SHOWN_AS_ZERO) {
+        (true, _) => format!("{:.1}×", base / kmsync),
+        (false, true) => "∞".into(),
+        (false, false) => "–".into(),
     }
 }
 
@@ -453,7 +466,13 @@ pub fn table(run: &RunReport, base: Option<&RunReport>) -> String {
         ),
         (
             "throttle: batch ready (s)",
-            Box::new(|r| r.throttle.batch_ready_s),
+            Box::new(|r| {
+                if r.throttle.batch_ready {
+                    r.throttle.batch_ready_s
+                } else {
+                    f64::INFINITY
+                }
+            }),
         ),
         (
             "throttle: objects Ready=False",
@@ -538,5 +557,16 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn ratios_of_figures_shown_as_zero_or_missing_mean_nothing() {
+        assert_eq!(ratio(2.0, 20.0), "10.0×");
+        assert_eq!(ratio(0.003, 82.3), "∞");
+        assert_eq!(ratio(0.0, 0.004), "–");
+        assert_eq!(ratio(15.0, f64::INFINITY), "–");
+        assert_eq!(f(f64::INFINITY), "not reached (wait limit)");
+        assert_eq!(f(0.004), "0.00");
+        assert_eq!(f(122.4), "122");
     }
 }
