@@ -41,6 +41,15 @@ pub const SYSTEM: &str = "kmsync-system";
 pub const TEAM: &str = "team-a";
 /// User-Agent prefix of the controller's requests.
 pub const CONTROLLER_UA: &str = "kmsync-controller/";
+
+/// True when `record` is a request of a kmsync controller (by its [`CONTROLLER_UA`] user agent).
+pub fn by_controller(record: &crate::RequestRecord) -> bool {
+    record
+        .user_agent
+        .as_deref()
+        .is_some_and(|ua| ua.starts_with(CONTROLLER_UA))
+}
+
 /// Hang guard for waits.
 pub const WAIT: Duration = Duration::from_secs(60);
 /// The AccessKey the default seed knows.
@@ -597,9 +606,7 @@ impl World {
             .writes()
             .iter()
             .filter(|r| {
-                r.user_agent
-                    .as_deref()
-                    .is_some_and(|ua| ua.starts_with(CONTROLLER_UA))
+                by_controller(r)
                     && r.resource == resource
                     && r.subresource.is_empty()
                     && r.namespace == namespace
@@ -613,11 +620,7 @@ impl World {
         self.api
             .writes()
             .into_iter()
-            .filter(|r| {
-                r.user_agent
-                    .as_deref()
-                    .is_some_and(|ua| ua.starts_with(CONTROLLER_UA))
-            })
+            .filter(by_controller)
             .collect()
     }
 
@@ -679,11 +682,7 @@ impl World {
                 .api
                 .requests()
                 .into_iter()
-                .filter(|r| {
-                    r.user_agent
-                        .as_deref()
-                        .is_some_and(|ua| ua.starts_with(CONTROLLER_UA))
-                })
+                .filter(by_controller)
                 .map(|r| {
                     json!({
                         "verb": r.verb, "group": r.api_group, "resource": r.resource,

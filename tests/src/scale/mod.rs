@@ -44,7 +44,7 @@ use serde_json::Value;
 
 use crate::RequestRecord;
 use crate::apiserver::Config;
-use crate::world::{CONTROLLER_UA, World, WorldOptions, http_get};
+use crate::world::{World, WorldOptions, by_controller, http_get};
 pub use layout::Sizes;
 use layout::store_of_secret;
 use observe::{Key, Observer};
@@ -262,14 +262,7 @@ async fn create_all(
 
 /// The controller's requests among `records`.
 fn controller_requests(records: &[RequestRecord]) -> Vec<&RequestRecord> {
-    records
-        .iter()
-        .filter(|r| {
-            r.user_agent
-                .as_deref()
-                .is_some_and(|ua| ua.starts_with(CONTROLLER_UA))
-        })
-        .collect()
+    records.iter().filter(|r| by_controller(r)).collect()
 }
 
 /// Waits until the controller has made no write for `quiet` (its trailing Events and status
@@ -676,11 +669,7 @@ pub async fn run(
         .api
         .requests()
         .iter()
-        .filter(|r| {
-            r.user_agent
-                .as_deref()
-                .is_some_and(|ua| ua.starts_with(CONTROLLER_UA))
-        })
+        .filter(|r| by_controller(r))
         .count();
     let report = RunReport {
         mode,

@@ -176,11 +176,7 @@ async fn watching_one_namespace_serves_it_alone_and_makes_no_cluster_wide_reques
         .api
         .requests()
         .into_iter()
-        .filter(|r| {
-            r.user_agent
-                .as_deref()
-                .is_some_and(|ua| ua.starts_with(crate::harness::CONTROLLER_UA))
-        })
+        .filter(crate::harness::by_controller)
         .collect();
     let outside: Vec<_> = requests
         .iter()
